@@ -1,0 +1,133 @@
+/**
+ * Azure Table storage: the app's whole state. One client per table, created once per process.
+ * Locally the connection string points at Azurite; in Azure the function identity reaches the
+ * table endpoint with RBAC (no shared keys).
+ */
+import { TableClient, TableServiceClient, type TableEntityResult } from "@azure/data-tables";
+import type { TokenCredential } from "@azure/core-auth";
+
+import { statusOf } from "../errors.js";
+
+export const TABLE_NAMES = [
+  "installations",
+  "sessions",
+  "oauthStates",
+  "verifications",
+  "instances",
+  "projectRefs",
+  "stripeEvents",
+  "gateway",
+  "audit",
+  "rateLimits",
+] as const;
+export type TableName = (typeof TABLE_NAMES)[number];
+
+export interface Tables {
+  client(name: TableName): TableClient;
+  /** Creates every table that does not exist yet (idempotent). */
+  ensure(): Promise<void>;
+  /** A cheap round trip to the table endpoint (health check). */
+  ping(): Promise<void>;
+}
+
+export interface TablesOptions {
+  connectionString?: string | undefined;
+  serviceUri?: string | undefined;
+  credential?: () => Promise<TokenCredential>;
+  /** Prefix for table names (isolates test runs). Letters and digits only. */
+  prefix?: string;
+}
+
+export function createTables(opts: TablesOptions): Tables {
+  const prefix = opts.prefix ?? "";
+  if (!/^[A-Za-z0-9]*$/.test(prefix)) throw new Error("table prefix must be alphanumeric");
+  const clients = new Map<TableName, TableClient>();
+  let service: TableServiceClient | undefined;
+  // Resolved on the first request, so clients can be built synchronously.
+  const resolveCredential = opts.credential;
+  const credential: TokenCredential | undefined = resolveCredential
+    ? { getToken: async (scopes, options) => (await resolveCredential()).getToken(scopes, options) }
+    : undefined;
+  const insecure = (s: string) => /UseDevelopmentStorage=true|http:\/\//i.test(s);
+
+  function build(name: TableName): TableClient {
+    const tableName = `${prefix}${name}`;
+    if (opts.connectionString) {
+      return TableClient.fromConnectionString(opts.connectionString, tableName, {
+        allowInsecureConnection: insecure(opts.connectionString),
+      });
+    }
+    if (!opts.serviceUri || !credential) throw new Error("table storage is not configured");
+    return new TableClient(opts.serviceUri, tableName, credential);
+  }
+  function svc(): TableServiceClient {
+    if (service) return service;
+    if (opts.connectionString) {
+      service = TableServiceClient.fromConnectionString(opts.connectionString, {
+        allowInsecureConnection: insecure(opts.connectionString),
+      });
+    } else {
+      if (!opts.serviceUri || !credential) throw new Error("table storage is not configured");
+      service = new TableServiceClient(opts.serviceUri, credential);
+    }
+    return service;
+  }
+
+  return {
+    client(name) {
+      let c = clients.get(name);
+      if (!c) {
+        c = build(name);
+        clients.set(name, c);
+      }
+      return c;
+    },
+    async ensure() {
+      await Promise.all(
+        TABLE_NAMES.map(async (name) => {
+          try {
+            await this.client(name).createTable();
+          } catch (err) {
+            if (statusOf(err) !== 409) throw err;
+          }
+        }),
+      );
+    },
+    async ping() {
+      const pages = svc().listTables().byPage({ maxPageSize: 1 });
+      await pages.next();
+    },
+  };
+}
+
+/** Reads one entity, or `undefined` when it does not exist. */
+export async function getEntity<T extends object>(
+  table: TableClient,
+  partitionKey: string,
+  rowKey: string,
+): Promise<TableEntityResult<T> | undefined> {
+  try {
+    return await table.getEntity<T>(partitionKey, rowKey);
+  } catch (err) {
+    if (statusOf(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+/** True when an etag-conditional write lost a race (412) or a create found the row (409). */
+export const isConflict = (err: unknown): boolean => {
+  const s = statusOf(err);
+  return s === 412 || s === 409;
+};
+
+/** Table keys may not contain / \ # ? or control characters. */
+export function safeKey(value: string): string {
+  const control = [...value].some((ch) => {
+    const c = ch.charCodeAt(0);
+    return c < 0x20 || (c >= 0x7f && c <= 0x9f);
+  });
+  if (control || /[/\\#?]/.test(value) || value.length === 0 || value.length > 512) {
+    throw new Error("value cannot be used as a table key");
+  }
+  return value;
+}

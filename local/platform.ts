@@ -1,0 +1,229 @@
+/**
+ * Everything that stands in for the cloud on a laptop: Azurite (tables), the Service Bus
+ * emulator, and simulators of Supabase, Loops, Stripe and ARM for every external service whose
+ * real endpoint is not configured. Used by `npm start` (local/host.ts) and by the tests.
+ */
+import { randomUUID } from "node:crypto";
+
+import type { TokenCredential } from "@azure/core-auth";
+
+import { loadConfig, type Config } from "../lib/config.js";
+import { createSandboxGateway, type SandboxGateway } from "../lib/gateway/sandbox.js";
+import {
+  createServices,
+  type Clock,
+  type ServiceOverrides,
+  type Services,
+} from "../lib/services.js";
+import { startAzurite, type AzuriteHandle } from "./azurite.js";
+import { LOCAL, localSecretKeys } from "./defaults.js";
+import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
+import { armSimulatorHttpClient, startArmSimulator, type ArmSimulator } from "./simulators/arm.js";
+import { startLoopsSimulator, type LoopsSimulator } from "./simulators/loops.js";
+import { startStripeSimulator, type StripeSimulator } from "./simulators/stripe.js";
+import {
+  makeDemoOrg,
+  startSupabaseSimulator,
+  type SupabaseSimulator,
+} from "./simulators/supabase.js";
+
+export interface PlatformOptions {
+  /** Environment overrides (real endpoints, secrets); anything unset gets a local default. */
+  env?: Record<string, string | undefined>;
+  /** Public base URL of the host (the SPA origin). */
+  publicBaseUrl?: string;
+  /** Reuse running Azurite / emulator (tests start them once in the global setup). */
+  storageConnection?: string;
+  serviceBusConnection?: string;
+  /** Persist table data in this folder instead of memory. */
+  dataDir?: string;
+  /** ms a simulated deployment takes. */
+  deploymentDelayMs?: number;
+  /** Where the Stripe simulator delivers signed webhooks. */
+  stripeWebhookUrl?: string;
+  tablePrefix?: string;
+  clock?: Clock;
+  sandbox?: boolean;
+}
+
+export interface Platform {
+  env: Record<string, string>;
+  config: Config;
+  services: Services;
+  azurite?: AzuriteHandle;
+  serviceBus?: ServiceBusEmulator;
+  supabase?: SupabaseSimulator;
+  loops?: LoopsSimulator;
+  stripe?: StripeSimulator;
+  arm?: ArmSimulator;
+  /** The simulated gateway VM (with the ARM simulator): applied nginx config, probe answers. */
+  gateway?: SandboxGateway;
+  /** What was started, for the start-up banner. */
+  started: Array<{ name: string; url: string }>;
+  close(): Promise<void>;
+}
+
+const staticCredential: TokenCredential = {
+  getToken: () =>
+    Promise.resolve({ token: "local-simulator-token", expiresOnTimestamp: Date.now() + 3600_000 }),
+};
+
+export async function startPlatform(opts: PlatformOptions = {}): Promise<Platform> {
+  const given = opts.env ?? {};
+  const has = (key: string) => Boolean(given[key]?.trim());
+  const closers: Array<() => Promise<void>> = [];
+  const started: Platform["started"] = [];
+  const result: Partial<Platform> = {};
+
+  const close = async () => {
+    for (const fn of closers.splice(0).reverse()) await fn().catch(() => undefined);
+  };
+
+  try {
+    const publicBaseUrl = opts.publicBaseUrl ?? given.PUBLIC_BASE_URL ?? "http://localhost:7071";
+    const env: Record<string, string> = {
+      PUBLIC_BASE_URL: publicBaseUrl,
+      SANDBOX: String(opts.sandbox ?? true),
+      SECRET_KEYS: localSecretKeys(),
+      SESSION_SECRET: "local-session-secret-not-for-production-use",
+      LOOPS_TX_VERIFICATION_CODE: "local-tx-verification-code",
+      LOOPS_TX_INSTANCE_READY: "local-tx-instance-ready",
+      LOOPS_TX_TRIAL_ENDING: "local-tx-trial-ending",
+      LOOPS_TX_PAYMENT_FAILED: "local-tx-payment-failed",
+      LOOPS_TX_INSTANCE_DELETED: "local-tx-instance-deleted",
+      AZURE_SUBSCRIPTION_ID: LOCAL.subscriptionId,
+      GRAFANA_RESOURCE_GROUP: LOCAL.grafanaResourceGroup,
+      GRAFANA_TEMPLATE_SPEC_ID: `/subscriptions/${LOCAL.subscriptionId}/resourceGroups/${LOCAL.gatewayResourceGroup}/providers/Microsoft.Resources/templateSpecs/grafana-host/versions/1.0.0`,
+      GRAFANA_DOMAIN: LOCAL.grafanaDomain,
+      DNS_ZONE_NAME: LOCAL.grafanaDomain,
+      DNS_RESOURCE_GROUP: LOCAL.dnsResourceGroup,
+      GATEWAY_RESOURCE_GROUP: LOCAL.gatewayResourceGroup,
+      GATEWAY_VM_NAME: LOCAL.gatewayVmName,
+      GATEWAY_PUBLIC_IP: "127.0.0.1",
+      GRAFANA_SUBNET_ID: `/subscriptions/${LOCAL.subscriptionId}/resourceGroups/${LOCAL.gatewayResourceGroup}/providers/Microsoft.Network/virtualNetworks/supafana-local-vnet/subnets/grafana`,
+      GRAFANA_ADMIN_SSH_PUBLIC_KEY:
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILocalSandboxKeyNotUsedAnywhere local",
+      PROVISION_POLL_SECONDS: "1",
+    };
+
+    // Table storage.
+    if (opts.storageConnection) env.StorageConnection = opts.storageConnection;
+    else if (!has("StorageConnection") && !has("StorageConnection__tableServiceUri")) {
+      const azurite = await startAzurite(opts.dataDir ? { location: opts.dataDir } : {});
+      closers.push(() => azurite.close());
+      result.azurite = azurite;
+      env.StorageConnection = azurite.connectionString;
+      started.push({ name: "Azurite (tables)", url: `http://127.0.0.1:${azurite.port}` });
+    }
+
+    // Service Bus.
+    if (opts.serviceBusConnection) env.ServiceBusConnection = opts.serviceBusConnection;
+    else if (
+      !has("ServiceBusConnection") &&
+      !has("ServiceBusConnection__fullyQualifiedNamespace")
+    ) {
+      const bus = await startServiceBusEmulator({ port: 0 });
+      closers.push(() => bus.close());
+      result.serviceBus = bus;
+      env.ServiceBusConnection = bus.connectionString;
+      started.push({ name: "Service Bus emulator (AMQP)", url: `amqp://127.0.0.1:${bus.port}` });
+    }
+
+    // Supabase (OAuth + Management API).
+    if (!has("SUPABASE_API_URL")) {
+      const supabase = await startSupabaseSimulator({
+        clientId: LOCAL.supabaseClientId,
+        clientSecret: LOCAL.supabaseClientSecret,
+        orgs: [makeDemoOrg()],
+        autoApprove: true,
+      });
+      closers.push(() => supabase.close());
+      result.supabase = supabase;
+      Object.assign(env, {
+        SUPABASE_API_URL: supabase.url,
+        SUPABASE_CLIENT_ID: LOCAL.supabaseClientId,
+        SUPABASE_CLIENT_SECRET: LOCAL.supabaseClientSecret,
+      });
+      started.push({ name: "Supabase simulator", url: supabase.url });
+    }
+
+    // Loops (e-mail).
+    if (!has("LOOPS_API_URL")) {
+      const loops = await startLoopsSimulator({ apiKey: LOCAL.loopsApiKey });
+      closers.push(() => loops.close());
+      result.loops = loops;
+      Object.assign(env, { LOOPS_API_URL: `${loops.url}/api`, LOOPS_API_KEY: LOCAL.loopsApiKey });
+      started.push({ name: "Loops simulator", url: loops.url });
+    }
+
+    // Stripe.
+    if (!has("STRIPE_API_URL") && !has("STRIPE_SECRET_KEY")) {
+      const stripe = await startStripeSimulator({
+        secretKey: LOCAL.stripeSecretKey,
+        webhookSecret: LOCAL.stripeWebhookSecret,
+        priceId: LOCAL.stripePriceId,
+        publicBaseUrl,
+        webhookUrl: opts.stripeWebhookUrl ?? `${publicBaseUrl}/api/webhooks/stripe`,
+      });
+      closers.push(() => stripe.close());
+      result.stripe = stripe;
+      Object.assign(env, {
+        STRIPE_API_URL: stripe.url,
+        STRIPE_SECRET_KEY: LOCAL.stripeSecretKey,
+        STRIPE_WEBHOOK_SECRET: LOCAL.stripeWebhookSecret,
+        STRIPE_PRICE_ID: LOCAL.stripePriceId,
+      });
+      started.push({ name: "Stripe simulator", url: stripe.url });
+    }
+
+    // Azure Resource Manager.
+    let armOverrides: ServiceOverrides = {};
+    if (!has("ARM_ENDPOINT")) {
+      // The gateway VM stand-in: applies the consumer's push scripts and answers the readiness
+      // probe / Grafana API for the hosts the applied config routes.
+      const gateway = createSandboxGateway();
+      result.gateway = gateway;
+      const arm = await startArmSimulator({
+        runCommandExecutor: gateway.executor,
+        secureParameters: ["cloudInit"],
+        subscriptionId: LOCAL.subscriptionId,
+        deploymentDelayMs: opts.deploymentDelayMs ?? 1500,
+        gatewayVm: { resourceGroup: LOCAL.gatewayResourceGroup, name: LOCAL.gatewayVmName },
+        dnsZone: { resourceGroup: LOCAL.dnsResourceGroup, name: LOCAL.grafanaDomain },
+      });
+      closers.push(() => arm.close());
+      result.arm = arm;
+      // The SDKs keep their https endpoint (bearer tokens never go over plain HTTP); the
+      // transport override delivers every ARM request to the simulator instead.
+      armOverrides = {
+        credential: staticCredential,
+        armHttpClient: armSimulatorHttpClient(arm.url),
+        probe: gateway.probe,
+        grafanaFetch: gateway.grafanaFetch,
+      };
+      started.push({ name: "Azure Resource Manager simulator", url: arm.url });
+    }
+
+    // Whatever the caller configured wins over the local defaults.
+    for (const [k, v] of Object.entries(given)) if (v !== undefined && v.trim() !== "") env[k] = v;
+
+    const config = loadConfig(env);
+    const services = createServices(config, {
+      ...armOverrides,
+      ...(opts.tablePrefix ? { tablePrefix: opts.tablePrefix } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    });
+    closers.push(() => services.close());
+    await services.tables.ensure();
+
+    return Object.assign(result, { env, config, services, started, close }) as Platform;
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+export { LOCAL, localSecretKeys };
+
+/** A random, table-safe prefix for one test file's tables. */
+export const randomTablePrefix = () => `t${randomUUID().replace(/-/g, "").slice(0, 10)}`;

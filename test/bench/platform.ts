@@ -1,0 +1,79 @@
+/**
+ * Platform figures: cold load of the whole function app (bundled dist/ against the unbundled
+ * tsc build) in fresh Node processes, and GET /api/health latency on the local host.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+
+import { allDefinitions } from "../../functions/all.js";
+import { startFunctionHost } from "../../local/function-host.js";
+import { LOCAL } from "../../local/defaults.js";
+import { startPlatform } from "../../local/platform.js";
+import { fmt, percentile, runLoad } from "./load.js";
+
+/**
+ * Loads an entry in a fresh process with a valid environment, and reports the milliseconds from
+ * process start until every function is registered (measured inside the child).
+ */
+function loadOnce(entry: string, env: Record<string, string>): number {
+  const code = `await import(${JSON.stringify(entry)});console.log(JSON.stringify({ms:performance.now()}));`;
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", code], {
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const line = out.trim().split("\n").at(-1) ?? "{}";
+  return (JSON.parse(line) as { ms: number }).ms;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return percentile(sorted, 50);
+}
+
+export async function benchPlatform(): Promise<Record<string, string | number>> {
+  const figures: Record<string, string | number> = {};
+  const bundled = resolve("dist/index.js");
+  const unbundled = resolve("build/functions/index.js");
+  if (!existsSync(bundled) || !existsSync(unbundled)) throw new Error("run `npm run build` first");
+
+  // A valid environment so the entry loads as it would in Azure (nothing connects at load).
+  const platform = await startPlatform({ sandbox: true });
+  try {
+    const env = { ...platform.env };
+    const runs = 9;
+    const b: number[] = [];
+    const u: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      b.push(loadOnce(bundled, env));
+      u.push(loadOnce(unbundled, env));
+    }
+    const mb = median(b);
+    const mu = median(u);
+    figures["app load, bundled dist/ (median of 9, fresh process)"] = fmt(mb);
+    figures["app load, unbundled tsc build (median of 9)"] = fmt(mu);
+    figures["bundled speed-up (target >= 3x, bundled < 300 ms)"] = `${(mu / mb).toFixed(1)}x`;
+
+    const host = await startFunctionHost(allDefinitions, platform.services, {
+      port: 0,
+      adminKey: LOCAL.adminKey,
+      functionKey: LOCAL.functionKey,
+      runQueues: false,
+      runTimers: false,
+    });
+    try {
+      await runLoad({ url: `${host.url}/api/health`, concurrency: 50, requests: 500 }); // warm-up
+      const r = await runLoad({ url: `${host.url}/api/health`, concurrency: 50, requests: 5000 });
+      figures["GET /api/health @50 concurrent: p50"] = fmt(r.p50);
+      figures["GET /api/health @50 concurrent: p99"] = fmt(r.p99);
+      figures["GET /api/health @50 concurrent: throughput"] =
+        `${r.rps.toFixed(0)} req/s (${r.requests} requests, ${r.errors} errors, statuses ${JSON.stringify(r.statuses)})`;
+    } finally {
+      await host.close();
+    }
+  } finally {
+    await platform.close();
+  }
+  return figures;
+}

@@ -1,0 +1,42 @@
+/**
+ * Starts the shared local infrastructure once for the whole run, on free ports: Azurite (tables)
+ * and the Service Bus emulator. Test files start their own in-process simulators and use random
+ * table prefixes / refs / org slugs, so they never collide.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+
+import type { TestProject } from "vitest/node";
+
+import { startAzurite } from "../local/azurite.js";
+import { startServiceBusEmulator } from "../local/service-bus/index.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    storageConnection: string;
+    serviceBusConnection: string;
+  }
+}
+
+/** nginx and promtool validate rendered configs; install them (Debian packages) when missing. */
+function ensureSystemTools(): void {
+  const missing = ["nginx", "promtool"].filter(
+    (tool) => spawnSync("sh", ["-c", `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0,
+  );
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      `${missing.join(" and ")} missing: run "sudo bash scripts/ensure-system-packages.sh" once, then npm test again`,
+    );
+  }
+  execFileSync("bash", ["scripts/ensure-system-packages.sh"], { stdio: "inherit" });
+}
+
+export default async function setup(project: TestProject) {
+  ensureSystemTools();
+  const [azurite, bus] = await Promise.all([startAzurite(), startServiceBusEmulator({ port: 0 })]);
+  project.provide("storageConnection", azurite.connectionString);
+  project.provide("serviceBusConnection", bus.connectionString);
+  return async () => {
+    await Promise.allSettled([azurite.close(), bus.close()]);
+  };
+}
