@@ -1,0 +1,250 @@
+/**
+ * Drives queue-triggered function handlers the way the Azure Functions host does with
+ * `autoCompleteMessages: true`: peek-lock receive, a real `InvocationContext` per message,
+ * complete on success, abandon on throw (Service Bus redelivers until `maxDeliveryCount`, then
+ * dead-letters). Session queues are processed one message at a time per session, in order,
+ * with up to `maxConcurrentSessions` sessions at once.
+ */
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { format } from "node:util";
+
+import functions, { type InvocationContext, type LogLevel } from "@azure/functions";
+import {
+  isServiceBusError,
+  type ServiceBusClient,
+  type ServiceBusReceivedMessage,
+  type ServiceBusReceiver,
+  type ServiceBusSessionReceiver,
+} from "@azure/service-bus";
+
+export type QueueHandler = (message: unknown, context: InvocationContext) => Promise<unknown>;
+
+export type RunnerLog = (level: "info" | "warn" | "error", msg: string) => void;
+
+export interface QueueTriggerOptions {
+  client: ServiceBusClient;
+  functionName: string;
+  queueName: string;
+  isSessionsEnabled: boolean;
+  /** Concurrent handler calls on a queue without sessions (default 16). */
+  maxConcurrentCalls?: number;
+  /** Sessions processed at once (default 8). */
+  maxConcurrentSessions?: number;
+  handler: QueueHandler;
+  log?: RunnerLog;
+}
+
+export interface QueueTrigger {
+  /** Stops receiving, waits for running handlers and closes the receivers. */
+  stop(): Promise<void>;
+}
+
+/** A session with no message for this long is released so other sessions get a turn. */
+export const SESSION_IDLE_MS = 1000;
+/** Pause before looking for a free session again when none was available. */
+const SESSION_POLL_MS = 250;
+
+const LOG_LEVELS: Partial<Record<LogLevel, "info" | "warn" | "error">> = {
+  trace: "info",
+  debug: "info",
+  information: "info",
+  warning: "warn",
+  error: "error",
+  critical: "error",
+};
+
+/** The body as the host passes it: JSON (or JSON text) parsed, other text as a string. */
+export function triggerBody(body: unknown): unknown {
+  if (!Buffer.isBuffer(body)) return body;
+  const text = body.toString("utf8");
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === "AbortError";
+}
+
+/** Runs handlers for received messages and settles them, keeping track of those running. */
+class Invoker {
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(
+    private readonly opts: QueueTriggerOptions,
+    private readonly log: RunnerLog,
+  ) {}
+
+  /** Invokes the handler for one message, then completes or abandons it. Never rejects. */
+  invoke(receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage): Promise<void> {
+    const work = this.run(receiver, message);
+    this.running.add(work);
+    return work.finally(() => this.running.delete(work));
+  }
+
+  /** Resolves when every invocation started so far has settled its message. */
+  async idle(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+  }
+
+  private async run(
+    receiver: ServiceBusReceiver,
+    message: ServiceBusReceivedMessage,
+  ): Promise<void> {
+    const context = this.contextFor(message);
+    try {
+      await this.opts.handler(triggerBody(message.body), context);
+    } catch (err) {
+      const attempt = String(context.triggerMetadata?.deliveryCount);
+      this.log(
+        "warn",
+        `invocation ${context.invocationId} failed (delivery ${attempt}): ${describe(err)}`,
+      );
+      await receiver.abandonMessage(message).catch((e: unknown) => {
+        this.log("warn", `abandon failed: ${describe(e)}`);
+      });
+      return;
+    }
+    await receiver.completeMessage(message).catch((e: unknown) => {
+      this.log("warn", `complete failed: ${describe(e)}`);
+    });
+  }
+
+  private contextFor(message: ServiceBusReceivedMessage): InvocationContext {
+    const applicationProperties = message.applicationProperties ?? {};
+    return new functions.InvocationContext({
+      functionName: this.opts.functionName,
+      invocationId: randomUUID(),
+      triggerMetadata: {
+        messageId: message.messageId,
+        // The host counts the current delivery; the AMQP header counts earlier ones.
+        deliveryCount: (message.deliveryCount ?? 0) + 1,
+        sessionId: message.sessionId,
+        sequenceNumber: message.sequenceNumber?.toNumber(),
+        enqueuedTimeUtc: message.enqueuedTimeUtc?.toISOString(),
+        lockToken: message.lockToken,
+        applicationProperties,
+        userProperties: applicationProperties,
+      },
+      logHandler: (level, ...args) => {
+        const mapped = LOG_LEVELS[level];
+        if (mapped) this.log(mapped, format(...args));
+      },
+    });
+  }
+}
+
+/** A queue without sessions: one streaming receiver, up to `maxConcurrentCalls` at once. */
+function runPlainQueue(
+  opts: QueueTriggerOptions,
+  invoker: Invoker,
+  log: RunnerLog,
+  stopping: AbortSignal,
+) {
+  const receiver = opts.client.createReceiver(opts.queueName, { receiveMode: "peekLock" });
+  const subscription = receiver.subscribe(
+    {
+      processMessage: (message) => invoker.invoke(receiver, message),
+      processError: (args) => {
+        if (!stopping.aborted)
+          log("warn", `receive error (${args.errorSource}): ${describe(args.error)}`);
+        return Promise.resolve();
+      },
+    },
+    { autoCompleteMessages: false, maxConcurrentCalls: opts.maxConcurrentCalls ?? 16 },
+  );
+  return async (): Promise<void> => {
+    await subscription.close(); // no new messages; the link stays open to settle running ones
+    await invoker.idle();
+    await receiver.close();
+  };
+}
+
+/** A session queue: `maxConcurrentSessions` slots, each holding one session at a time. */
+function runSessionQueue(
+  opts: QueueTriggerOptions,
+  invoker: Invoker,
+  log: RunnerLog,
+  stopping: AbortSignal,
+) {
+  const stopped = (): boolean => stopping.aborted;
+
+  /** Handles the session's messages one by one until it stays idle. */
+  const drainSession = async (receiver: ServiceBusSessionReceiver): Promise<void> => {
+    while (!stopped()) {
+      const [message] = await receiver.receiveMessages(1, {
+        maxWaitTimeInMs: SESSION_IDLE_MS,
+        abortSignal: stopping,
+      });
+      if (!message) return;
+      await invoker.invoke(receiver, message);
+    }
+  };
+
+  const acceptSession = async (): Promise<ServiceBusSessionReceiver | undefined> => {
+    try {
+      return await opts.client.acceptNextSession(opts.queueName, {
+        receiveMode: "peekLock",
+        abortSignal: stopping,
+      });
+    } catch (err) {
+      if (stopped() || isAbort(err)) return undefined;
+      const code = isServiceBusError(err) ? err.code : undefined;
+      if (code !== "SessionCannotBeLocked" && code !== "ServiceTimeout") {
+        log("warn", `accepting a session failed: ${describe(err)}`);
+      }
+      await sleep(SESSION_POLL_MS, undefined, { signal: stopping }).catch(() => undefined);
+      return undefined;
+    }
+  };
+
+  const slot = async (): Promise<void> => {
+    while (!stopped()) {
+      const receiver = await acceptSession();
+      if (!receiver) continue;
+      try {
+        await drainSession(receiver);
+      } catch (err) {
+        if (!stopped() && !isAbort(err)) {
+          log("warn", `session '${receiver.sessionId}' failed: ${describe(err)}`);
+        }
+      } finally {
+        await receiver.close().catch((e: unknown) => {
+          log("warn", `closing session '${receiver.sessionId}' failed: ${describe(e)}`);
+        });
+      }
+    }
+  };
+
+  const slots = Array.from({ length: opts.maxConcurrentSessions ?? 8 }, slot);
+  return async (): Promise<void> => {
+    await Promise.allSettled(slots);
+  };
+}
+
+export function runQueueTrigger(opts: QueueTriggerOptions): QueueTrigger {
+  const log: RunnerLog = opts.log ?? (() => undefined);
+  const stopping = new AbortController();
+  const invoker = new Invoker(opts, log);
+  const shutdown = opts.isSessionsEnabled
+    ? runSessionQueue(opts, invoker, log, stopping.signal)
+    : runPlainQueue(opts, invoker, log, stopping.signal);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        stopping.abort();
+        await shutdown();
+      })();
+      return stopped;
+    },
+  };
+}

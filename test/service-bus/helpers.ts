@@ -1,0 +1,69 @@
+import { ServiceBusClient } from "@azure/service-bus";
+import { onTestFinished } from "vitest";
+
+import {
+  startServiceBusEmulator,
+  type QueueDefinition,
+  type ServiceBusEmulator,
+} from "../../local/service-bus/index.js";
+
+export function queue(name: string, overrides: Partial<QueueDefinition> = {}): QueueDefinition {
+  return {
+    name,
+    requiresSession: false,
+    requiresDuplicateDetection: false,
+    duplicateDetectionWindowMs: 60_000,
+    lockDurationMs: 30_000,
+    maxDeliveryCount: 10,
+    ...overrides,
+  };
+}
+
+export interface Bus {
+  emulator: ServiceBusEmulator;
+  client: ServiceBusClient;
+  /** Another client on its own AMQP connection (e.g. a second process). */
+  newClient(): ServiceBusClient;
+}
+
+/** Starts an emulator with `queues` and a client; both are closed when the test finishes. */
+export async function startBus(queues: QueueDefinition[]): Promise<Bus> {
+  const emulator = await startServiceBusEmulator({ port: 0, queues });
+  const clients: ServiceBusClient[] = [];
+  const newClient = (): ServiceBusClient => {
+    const client = new ServiceBusClient(emulator.connectionString, {
+      retryOptions: { maxRetries: 0, timeoutInMs: 10_000 },
+    });
+    clients.push(client);
+    return client;
+  };
+  const client = newClient();
+  onTestFinished(async () => {
+    await Promise.allSettled(clients.map((c) => c.close()));
+    await emulator.close();
+  });
+  return { emulator, client, newClient };
+}
+
+/** Resolves with the error a promise rejects with (fails if it resolves). */
+export async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  throw new Error("Expected the promise to reject");
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("Condition not met in time");
+    await delay(20);
+  }
+}
