@@ -1,0 +1,38 @@
+// Production environment. Deploy with:
+//   az deployment sub create --name supafana-prod --location westeurope \
+//     --template-file bicep/main.bicep --parameters bicep/environments/prod.bicepparam
+// Values that differ per operator come from environment variables (see docs/deploy.md).
+using '../main.bicep'
+
+param environmentName = 'prod'
+param location = readEnvironmentVariable('SUPAFANA_LOCATION', 'westeurope')
+param grafanaDomain = readEnvironmentVariable('SUPAFANA_GRAFANA_DOMAIN')
+param publicBaseUrl = readEnvironmentVariable('SUPAFANA_PUBLIC_BASE_URL', '')
+param supabaseClientId = readEnvironmentVariable('SUPAFANA_SUPABASE_CLIENT_ID')
+param stripePriceId = readEnvironmentVariable('SUPAFANA_STRIPE_PRICE_ID')
+param loopsTransactionalIds = {
+  verificationCode: readEnvironmentVariable('SUPAFANA_LOOPS_TX_VERIFICATION_CODE')
+  instanceReady: readEnvironmentVariable('SUPAFANA_LOOPS_TX_INSTANCE_READY')
+  trialEnding: readEnvironmentVariable('SUPAFANA_LOOPS_TX_TRIAL_ENDING')
+  paymentFailed: readEnvironmentVariable('SUPAFANA_LOOPS_TX_PAYMENT_FAILED')
+  instanceDeleted: readEnvironmentVariable('SUPAFANA_LOOPS_TX_INSTANCE_DELETED')
+}
+param adminSshPublicKey = readEnvironmentVariable('SUPAFANA_ADMIN_SSH_PUBLIC_KEY')
+param gatewayCertificateImported = bool(readEnvironmentVariable('SUPAFANA_CERTIFICATE_IMPORTED', 'false'))
+param operatorPrincipalId = readEnvironmentVariable('SUPAFANA_OPERATOR_PRINCIPAL_ID', '')
+param smtpHost = readEnvironmentVariable('SUPAFANA_SMTP_HOST', '')
+param smtpUser = readEnvironmentVariable('SUPAFANA_SMTP_USER', '')
+param smtpFromAddress = readEnvironmentVariable('SUPAFANA_SMTP_FROM_ADDRESS', '')
+// Who receives the operator alerts (dead letters, failure rate, orphans).
+param alertEmailAddresses = [
+  // 'ops@example.com'
+]
+
+param trialHours = 72
+param billingGraceHours = 72
+param keyVaultPurgeProtection = true
+param storageSku = 'Standard_ZRS'
+param logRetentionInDays = 90
+param tags = {
+  environment: 'prod'
+}
