@@ -1,0 +1,49 @@
+import { z } from "zod";
+
+import { handleStripeEvent, verifyWebhook } from "../lib/billing/webhook.js";
+import { AppError } from "../lib/errors.js";
+import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
+import { ok } from "../lib/http.js";
+
+/** Stripe events are far below this; anything bigger is not from Stripe. */
+const MAX_EVENT_BYTES = 256 * 1024;
+
+/** For the API description only: the body is read raw, verified, then parsed by the SDK. */
+const eventDoc = z.looseObject({ id: z.string(), type: z.string() });
+
+export const webhookResponseSchema = z.object({
+  received: z.literal(true),
+  status: z.enum(["processed", "duplicate", "ignored"]),
+});
+
+export const definitions: FunctionDefinition[] = [
+  defineHttp({
+    name: "stripe-webhook",
+    route: "webhooks/stripe",
+    methods: ["POST"],
+    caller: "stripe",
+    checkOrigin: false,
+    rawBody: true,
+    summary:
+      "Stripe events: signature-verified, deduplicated by event id, handled by re-reading Stripe.",
+    tags: ["billing"],
+    body: eventDoc,
+    responses: {
+      200: {
+        description: "Handled now, earlier (duplicate), or not of interest.",
+        schema: webhookResponseSchema,
+      },
+    },
+    errors: [400, 409, 413, 503],
+    handler: async ({ req, ctx, services }) => {
+      const payload = await req.text();
+      if (Buffer.byteLength(payload) > MAX_EVENT_BYTES) {
+        throw new AppError(413, "payload_too_large", "The request body is too large.");
+      }
+      const event = await verifyWebhook(services, payload, req.headers.get("stripe-signature"));
+      const outcome = await handleStripeEvent(services, event, ctx);
+      ctx.info("stripe webhook", outcome);
+      return ok({ received: true, status: outcome.status });
+    },
+  }),
+];
