@@ -1,0 +1,19 @@
+/** Every function of the app, in one list: the Functions entry and the local host both use it. */
+import type { FunctionDefinition } from "../lib/functions.js";
+import { definitions as auth } from "./auth.js";
+import { definitions as billing } from "./billing.js";
+import { definitions as health } from "./health.js";
+import { definitions as me } from "./me.js";
+import { openApiDefinitions } from "./openapi.js";
+import { definitions as projects } from "./projects.js";
+import { definitions as stripeWebhook } from "./stripe-webhook.js";
+
+export const allDefinitions: readonly FunctionDefinition[] = [
+  ...health,
+  ...auth,
+  ...me,
+  ...projects,
+  ...billing,
+  ...stripeWebhook,
+  ...openApiDefinitions(() => allDefinitions),
+];
