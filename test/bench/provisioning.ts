@@ -1,0 +1,165 @@
+/**
+ * Provisioning figures: 200 concurrent PUTs for 200 projects of one org, through the local
+ * function host (HTTP routes + the provisioning and gateway queue runners on the Service Bus
+ * emulator) against the ARM simulator with instant deployments. Reports the time until every
+ * instance is Running, ARM writes per provision, duplicate deployments and gateway pushes; and
+ * the time to render the gateway config for 5,000 instances.
+ *
+ * The Supabase simulator runs with a raised rate limit: the real Management API allows 120
+ * calls a minute per grant, and each provision fetches the project's service key once, so with
+ * the real limit a burst of 200 is bound to at least 200 / 120 minutes by Supabase alone (the
+ * pipeline then backs off and retries; the figure below reports those calls).
+ */
+import { definitions as gatewayDefinitions } from "../../functions/gateway.js";
+import { definitions as grafanaDefinitions } from "../../functions/grafana.js";
+import { definitions as provisioningDefinitions } from "../../functions/provisioning.js";
+import { renderGatewayConfig } from "../../lib/gateway/nginx.js";
+import { GATEWAY_PATHS } from "../../lib/gateway/consumer.js";
+import { listInstances } from "../../lib/instances/store.js";
+import { LOCAL } from "../../local/defaults.js";
+import { startFunctionHost } from "../../local/function-host.js";
+import { startPlatform } from "../../local/platform.js";
+import { startSupabaseSimulator } from "../../local/simulators/supabase.js";
+import { connectOrg } from "../integration/provisioning/org.js";
+import { fmt } from "./load.js";
+
+const PROJECTS = 200;
+const TIMEOUT_MS = 5 * 60_000;
+
+function renderFigures(): Record<string, string> {
+  const letters = (n: number) =>
+    Array.from({ length: 4 }, (_, k) =>
+      String.fromCharCode(97 + (Math.floor(n / 26 ** k) % 26)),
+    ).join("");
+  const routes = Array.from({ length: 5000 }, (_, i) => ({
+    ref: `benchbenchbenchb${letters(i)}`,
+    privateIp: `10.${20 + Math.floor(i / 62500)}.${Math.floor(i / 250) % 250}.${(i % 250) + 4}`,
+  }));
+  const opts = {
+    domain: "grafana.example.com",
+    certificatePath: GATEWAY_PATHS.certificate,
+    certificateKeyPath: GATEWAY_PATHS.certificateKey,
+  };
+  renderGatewayConfig(routes, opts); // warm-up
+  const runs: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    bytes = renderGatewayConfig(routes, opts).length;
+    runs.push(performance.now() - t);
+  }
+  runs.sort((a, b) => a - b);
+  return {
+    "gateway config render, 5,000 instances (median of 10)": `${fmt(runs[5] ?? 0)} (${Math.round(bytes / 1024)} KiB)`,
+  };
+}
+
+export async function benchProvisioning(
+  opts: { serviceBusConnection?: string } = {},
+): Promise<Record<string, string | number>> {
+  const figures: Record<string, string | number> = {};
+  const supabase = await startSupabaseSimulator({
+    clientId: LOCAL.supabaseClientId,
+    clientSecret: LOCAL.supabaseClientSecret,
+    rateLimitPerMinute: 100_000,
+  });
+  const platform = await startPlatform({
+    sandbox: false,
+    deploymentDelayMs: 0,
+    ...(opts.serviceBusConnection ? { serviceBusConnection: opts.serviceBusConnection } : {}),
+    env: {
+      SUPABASE_API_URL: supabase.url,
+      SUPABASE_CLIENT_ID: LOCAL.supabaseClientId,
+      SUPABASE_CLIENT_SECRET: LOCAL.supabaseClientSecret,
+    },
+  });
+  const services = platform.services;
+  const host = await startFunctionHost(
+    [...grafanaDefinitions, ...provisioningDefinitions, ...gatewayDefinitions],
+    services,
+    {
+      port: 0,
+      adminKey: LOCAL.adminKey,
+      functionKey: LOCAL.functionKey,
+      runQueues: true,
+      runTimers: false,
+      log: (level, msg) => {
+        if (level === "error") console.error(`  host: ${msg}`);
+      },
+    },
+  );
+  try {
+    const arm = platform.arm;
+    if (!arm) throw new Error("the ARM simulator did not start");
+    const org = await connectOrg(services, supabase, { projects: PROJECTS });
+    arm.resetRequests();
+    supabase.resetStats();
+    const pushesBefore = arm.runCommands().length;
+    const headers = {
+      cookie: `${org.cookie.name}=${org.cookie.value}`,
+      origin: new URL(platform.config.PUBLIC_BASE_URL).origin,
+    };
+
+    const started = performance.now();
+    const responses = await Promise.all(
+      org.refs.map((ref) =>
+        fetch(`${host.url}/api/projects/${ref}/grafana`, { method: "PUT", headers }),
+      ),
+    );
+    const accepted = performance.now() - started;
+    const statuses: Record<number, number> = {};
+    for (const r of responses) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    if ((statuses[202] ?? 0) !== PROJECTS)
+      throw new Error(`PUT statuses ${JSON.stringify(statuses)}`);
+
+    let running = 0;
+    let failed = 0;
+    while (performance.now() - started < TIMEOUT_MS) {
+      const instances = await listInstances(services, org.slug);
+      running = instances.filter((i) => i.state === "Running").length;
+      failed = instances.filter((i) => i.state === "Failed").length;
+      if (running + failed === PROJECTS) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const allRunning = performance.now() - started;
+
+    const writes = arm
+      .requests()
+      .filter((r) => ["PUT", "POST", "DELETE", "PATCH"].includes(r.method));
+    const deployments = arm.deployments();
+    const duplicates = deployments.filter((d) => d.puts > 1).length;
+    const pushes = arm.runCommands().length - pushesBefore;
+    const byKind: Record<string, number> = {};
+    for (const w of writes) {
+      const kind = w.path.includes("/deployments/")
+        ? "deployment PUT"
+        : w.path.toLowerCase().includes("/dnszones/")
+          ? "DNS PUT"
+          : w.path.toLowerCase().endsWith("/runcommand")
+            ? "run command"
+            : `${w.method} other`;
+      byKind[kind] = (byKind[kind] ?? 0) + 1;
+    }
+
+    figures[`${PROJECTS} concurrent PUTs answered (all 202)`] = fmt(accepted);
+    figures[`time until all ${PROJECTS} Running`] =
+      `${fmt(allRunning)} (${running} Running, ${failed} Failed)`;
+    figures["ARM write calls per provision (target <= 4)"] =
+      `${(writes.length / PROJECTS).toFixed(2)} (${JSON.stringify(byKind)})`;
+    figures["duplicate deployments (must be 0)"] = duplicates;
+    figures["deployments"] = deployments.length;
+    figures["gateway pushes for the burst (target <= 10)"] = pushes;
+    figures["ARM requests per provision (reads included)"] = (
+      arm.requests().length / PROJECTS
+    ).toFixed(1);
+    const supa = supabase.stats();
+    figures["Supabase Management API calls per provision"] =
+      `${(supa.managementCalls / PROJECTS).toFixed(2)} (${JSON.stringify(supa.byRoute)})`;
+    Object.assign(figures, renderFigures());
+  } finally {
+    await host.close();
+    await platform.close();
+    await supabase.close();
+  }
+  return figures;
+}

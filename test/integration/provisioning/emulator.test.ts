@@ -1,0 +1,120 @@
+/**
+ * The whole pipeline through the Service Bus emulator and the local function host's queue
+ * runners: real sessions, scheduled continuations, duplicate detection and dead letters. This
+ * file starts its own emulator so no other test's consumers can take its messages.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { LOCAL } from "../../../local/defaults.js";
+import { startFunctionHost, type FunctionHost } from "../../../local/function-host.js";
+import {
+  startServiceBusEmulator,
+  type ServiceBusEmulator,
+} from "../../../local/service-bus/index.js";
+import { TestClient } from "../../helpers/client.js";
+import {
+  deploymentsOf,
+  dnsOf,
+  provisioningTestDefinitions,
+  resourcesOf,
+  startProvisioningEnv,
+  type ProvisioningEnv,
+} from "./harness.js";
+import { connectOrg, type ConnectedOrg } from "./org.js";
+
+let bus: ServiceBusEmulator;
+let env: ProvisioningEnv;
+let host: FunctionHost | undefined;
+let org: ConnectedOrg;
+let client: TestClient;
+const hostLog: string[] = [];
+
+beforeAll(async () => {
+  bus = await startServiceBusEmulator({ port: 0 });
+  env = await startProvisioningEnv({
+    serviceBusConnection: bus.connectionString,
+    deploymentDelayMs: 200,
+  });
+  org = await connectOrg(env.services, env.supabase, { projects: 2 });
+  client = new TestClient(provisioningTestDefinitions, env.services);
+  client.cookies.set(org.cookie.name, org.cookie.value);
+});
+afterAll(async () => {
+  await host?.close();
+  await env.close();
+  await bus.close();
+});
+
+async function waitForState(
+  ref: string,
+  states: string[],
+  timeoutMs = 20_000,
+): Promise<Record<string, unknown>> {
+  const until = Date.now() + timeoutMs;
+  let last: Record<string, unknown> = {};
+  while (Date.now() < until) {
+    const res = await client.get(`/api/projects/${ref}/grafana`);
+    last = res.body as Record<string, unknown>;
+    if (states.includes(String(last.state))) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(
+    `timed out waiting for ${states.join("/")}; last ${JSON.stringify(last)}\n${hostLog.slice(-20).join("\n")}`,
+  );
+}
+
+describe("through the Service Bus emulator", () => {
+  it("when a provisioning message is dead-lettered, then the dead-letter consumer marks the operation Failed", async () => {
+    const ref = org.refs[1] ?? "";
+    expect((await client.put(`/api/projects/${ref}/grafana`)).status).toBe(202);
+    // Before any consumer runs, take the message and dead-letter it.
+    const sb = await env.services.bus.client();
+    const receiver = await sb.acceptSession(env.services.config.PROVISIONING_QUEUE, ref);
+    const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 5000 });
+    if (!message) throw new Error("no message");
+    expect(message.messageId).toMatch(/:deploy$/);
+    await receiver.deadLetterMessage(message, {
+      deadLetterReason: "MaxDeliveryCountExceeded",
+      deadLetterErrorDescription: "test",
+    });
+    await receiver.close();
+    expect(bus.counts(env.services.config.PROVISIONING_QUEUE).deadLettered).toBe(1);
+
+    host = await startFunctionHost(provisioningTestDefinitions, env.services, {
+      port: 0,
+      adminKey: LOCAL.adminKey,
+      functionKey: LOCAL.functionKey,
+      runQueues: true,
+      runTimers: false,
+      log: (level, msg) => hostLog.push(`${level} ${msg}`),
+    });
+    const failed = await waitForState(ref, ["Failed"]);
+    expect(failed.lastError).toMatch(/^Provisioning stopped after repeated internal errors/);
+    expect(bus.counts(env.services.config.PROVISIONING_QUEUE).deadLettered).toBe(0);
+    expect(hostLog.some((l) => l.startsWith("error") && l.includes("dead-lettered"))).toBe(true);
+    expect(deploymentsOf(env.arm, ref)).toEqual([]);
+  });
+
+  it("when a project is provisioned and deleted, then it goes to Running and to Deleted through the queues", async () => {
+    const ref = org.refs[0] ?? "";
+    const started = Date.now();
+    expect((await client.put(`/api/projects/${ref}/grafana`)).status).toBe(202);
+    // A second PUT with the first message still queued: the same operation, no second message.
+    const again = await client.put(`/api/projects/${ref}/grafana`);
+    expect(again.status).toBe(202);
+    const running = await waitForState(ref, ["Running", "Failed"]);
+    expect(running.state).toBe("Running");
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(deploymentsOf(env.arm, ref)).toHaveLength(1);
+    expect(deploymentsOf(env.arm, ref)[0]?.puts).toBe(1);
+    expect(dnsOf(env.arm, ref)).toHaveLength(1);
+
+    expect((await client.delete(`/api/projects/${ref}/grafana`)).status).toBe(202);
+    await waitForState(ref, ["Deleted"]);
+    expect(resourcesOf(env.arm, ref)).toEqual([]);
+    expect(deploymentsOf(env.arm, ref)).toEqual([]);
+    expect(dnsOf(env.arm, ref)).toEqual([]);
+    const counts = bus.counts(env.services.config.PROVISIONING_QUEUE);
+    expect(counts.deadLettered).toBe(0);
+  });
+});
