@@ -5,6 +5,7 @@
  * `POST /admin/functions/{name}` to run a non-HTTP function now.
  */
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -118,6 +119,30 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 function keyOf(req: IncomingMessage, url: URL): string | undefined {
   const header = req.headers["x-functions-key"];
   return (Array.isArray(header) ? header[0] : header) ?? url.searchParams.get("code") ?? undefined;
+}
+
+/** The Service Bus trigger settings of host.json, as the Functions host applies them. */
+export function serviceBusHostSettings(file = "host.json"): {
+  maxConcurrentCalls?: number;
+  maxConcurrentSessions?: number;
+  sessionIdleTimeoutMs?: number;
+} {
+  const raw = JSON.parse(readFileSync(file, "utf8")) as {
+    extensions?: { serviceBus?: Record<string, unknown> };
+  };
+  const sb = raw.extensions?.serviceBus ?? {};
+  const out: ReturnType<typeof serviceBusHostSettings> = {};
+  if (typeof sb.maxConcurrentCalls === "number") out.maxConcurrentCalls = sb.maxConcurrentCalls;
+  if (typeof sb.maxConcurrentSessions === "number")
+    out.maxConcurrentSessions = sb.maxConcurrentSessions;
+  if (typeof sb.sessionIdleTimeout === "string") {
+    const m = /^(\d+):(\d+):(\d+(?:\.\d+)?)$/.exec(sb.sessionIdleTimeout);
+    if (m)
+      out.sessionIdleTimeoutMs = Math.round(
+        (Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3])) * 1000,
+      );
+  }
+  return out;
 }
 
 export async function startFunctionHost(
@@ -279,6 +304,7 @@ export async function startFunctionHost(
 
   if (opts.runQueues ?? true) {
     const client = await services.bus.client();
+    const settings = serviceBusHostSettings();
     for (const def of definitions) {
       if (def.kind !== "serviceBusQueue") continue;
       const runner = runQueueTrigger({
@@ -288,6 +314,7 @@ export async function startFunctionHost(
         isSessionsEnabled: def.subQueue === "deadLetter" ? false : def.isSessionsEnabled,
         handler: async (message, ctx) => def.handler(message, ctx, services),
         log: (level, msg) => log(level, `[${def.name}] ${msg}`),
+        ...settings,
       });
       stoppers.push(() => runner.stop());
     }

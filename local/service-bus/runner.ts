@@ -31,6 +31,8 @@ export interface QueueTriggerOptions {
   maxConcurrentCalls?: number;
   /** Sessions processed at once (default 8). */
   maxConcurrentSessions?: number;
+  /** A session idle this long is released (default SESSION_IDLE_MS; host.json sessionIdleTimeout). */
+  sessionIdleTimeoutMs?: number;
   handler: QueueHandler;
   log?: RunnerLog;
 }
@@ -132,6 +134,10 @@ class Invoker {
         lockToken: message.lockToken,
         applicationProperties,
         userProperties: applicationProperties,
+        ...(message.deadLetterReason ? { deadLetterReason: message.deadLetterReason } : {}),
+        ...(message.deadLetterErrorDescription
+          ? { deadLetterErrorDescription: message.deadLetterErrorDescription }
+          : {}),
       },
       logHandler: (level, ...args) => {
         const mapped = LOG_LEVELS[level];
@@ -180,7 +186,7 @@ function runSessionQueue(
   const drainSession = async (receiver: ServiceBusSessionReceiver): Promise<void> => {
     while (!stopped()) {
       const [message] = await receiver.receiveMessages(1, {
-        maxWaitTimeInMs: SESSION_IDLE_MS,
+        maxWaitTimeInMs: opts.sessionIdleTimeoutMs ?? SESSION_IDLE_MS,
         abortSignal: stopping,
       });
       if (!message) return;

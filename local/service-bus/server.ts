@@ -376,7 +376,13 @@ export class ServiceBusServer {
 
   private onOutcome(sender: Sender, delivery: Delivery, kind: OutcomeKind): void {
     const role = this.links.get(sender);
-    if (role?.kind !== "consumer" || role.consumer.receiveAndDelete) return;
+    if (role?.kind !== "consumer" || role.consumer.receiveAndDelete) {
+      // Replies ($cbs, $management) and receive-and-delete transfers have nothing to settle in
+      // the broker, but the link must still settle them: an unsettled delivery holds a slot of
+      // the session window until the connection stalls.
+      settle(delivery, kind);
+      return;
+    }
     const entity = role.consumer.entity;
     try {
       const token = deliveryTagToLockToken(delivery.tag);

@@ -33,6 +33,10 @@ const outcomes = rhea.message as unknown as OutcomeFactory;
 export function settle(delivery: Delivery, outcome: OutcomeKind, error?: AmqpError): void {
   const state = error ? outcomes.rejected({ error }) : outcomes[outcome]();
   delivery.update(true, state.described());
+  // Once the broker settles, the delivery is over: the Service Bus client does not answer a
+  // settled disposition with one of its own. Without this rhea keeps every such delivery in the
+  // session's outgoing buffer (2,048 slots), and the session stalls when it is full.
+  (delivery as unknown as { remote_settled: boolean }).remote_settled = true;
 }
 
 /** The disposition state the peer sent for an outgoing delivery. */
