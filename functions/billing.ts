@@ -5,6 +5,7 @@ import { createCheckout, createPortal } from "../lib/billing/checkout.js";
 import { billingSummarySchema, getBillingSummary } from "../lib/billing/summary.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { ok } from "../lib/http.js";
+import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 
 /** Neither route takes input: the org is the session's, the customer is the org's. */
 const noInput = z.strictObject({});
@@ -38,9 +39,13 @@ export const definitions: FunctionDefinition[] = [
     responses: {
       200: { description: "Send the browser to `url`.", schema: checkoutResponseSchema },
     },
-    errors: [400, 401, 403, 404, 409, 502],
+    errors: [400, 401, 403, 404, 409, 429, 502],
     handler: async ({ req, ctx, services }) => {
       const session = await requireVerifiedUser(services, req);
+      await enforceRateLimit(services, RATE_LIMITS.checkout, {
+        session: session.id,
+        org: session.org,
+      });
       return ok(await createCheckout(services, session.org, session.user.id, ctx));
     },
   }),

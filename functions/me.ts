@@ -10,6 +10,7 @@ import {
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { ok } from "../lib/http.js";
 import { getInstallation } from "../lib/installations.js";
+import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 
 const userIdSchema = z.string().regex(/^[\w-]{1,128}$/, "must be a Supabase user id");
 
@@ -84,6 +85,10 @@ export const definitions: FunctionDefinition[] = [
     errors: [400, 401, 403, 404, 409, 429, 502, 503],
     handler: async ({ services, req, body }) => {
       const session = await requireSession(services, req);
+      await enforceRateLimit(services, RATE_LIMITS.verification, {
+        session: session.id,
+        org: session.org,
+      });
       return ok(await sendVerificationCode(services, session, body.userId));
     },
   }),

@@ -37,6 +37,7 @@ var tableNames = [
   'gateway'
   'audit'
   'rateLimits'
+  'deadLetters'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -19,6 +19,7 @@ export const TABLE_NAMES = [
   "gateway",
   "audit",
   "rateLimits",
+  "deadLetters",
 ] as const;
 export type TableName = (typeof TABLE_NAMES)[number];
 

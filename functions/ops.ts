@@ -1,0 +1,256 @@
+/**
+ * Operator routes. `authLevel: "admin"`: only the host's master/system keys reach them (locally,
+ * the local host's admin key). They live under `/api/ops/...` because the Functions host reserves
+ * routes beginning with `admin`. Every action names its operator in `X-Ops-Actor` and is
+ * audit-logged.
+ */
+import type { HttpRequest } from "@azure/functions";
+import { z } from "zod";
+
+import { listAudit } from "../lib/audit.js";
+import { listDeadLetters } from "../lib/dead-letters.js";
+import { AppError } from "../lib/errors.js";
+import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
+import { accepted, noContent, ok, projectRefSchema } from "../lib/http.js";
+import { INSTANCE_STATES, instanceViewSchema, toView } from "../lib/instances/store.js";
+import {
+  findInstances,
+  forceDelete,
+  grantFreeInstances,
+  replayDeadLetters,
+  retryInstance,
+  runReconcilerNow,
+} from "../lib/ops.js";
+
+const orgSchema = z.string().regex(/^[\w-]{1,64}$/, "must be an organization slug");
+const queueSchema = z.enum(["provisioning", "gateway"]);
+const instanceParams = z.object({ org: orgSchema, ref: projectRefSchema });
+const opsInstanceSchema = instanceViewSchema.extend({ org: z.string(), operationId: z.string() });
+const ERRORS = [400, 401, 404, 409];
+
+/** The operator's name, as they state it; the audit log records it with their address. */
+function actorOf(req: HttpRequest): string {
+  const actor = req.headers.get("x-ops-actor")?.trim();
+  if (!actor || actor.length > 100 || /[\u0000-\u001f]/.test(actor)) {
+    throw new AppError(
+      400,
+      "actor_required",
+      "Name yourself in the X-Ops-Actor header (max 100 chars).",
+    );
+  }
+  const from = req.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
+  return from ? `${actor} (${from})` : actor;
+}
+
+const common = {
+  authLevel: "admin" as const,
+  caller: "admin" as const,
+  tags: ["operators"],
+  checkOrigin: false,
+};
+
+export const definitions: FunctionDefinition[] = [
+  defineHttp({
+    ...common,
+    name: "opsListInstances",
+    route: "ops/instances",
+    methods: ["GET"],
+    summary: "Instances across organizations, filtered by state, org and staleness.",
+    query: z.object({
+      state: z.enum(INSTANCE_STATES).optional(),
+      org: orgSchema.optional(),
+      staleMinutes: z.coerce.number().int().min(0).max(525_600).optional(),
+    }),
+    responses: {
+      200: {
+        description: "Matching instances.",
+        schema: z.object({ instances: z.array(opsInstanceSchema) }),
+      },
+    },
+    errors: ERRORS,
+    handler: async ({ services, query }) => {
+      const found = await findInstances(services, query);
+      return ok({
+        instances: found.map((i) => ({ ...toView(i), org: i.org, operationId: i.operationId })),
+      });
+    },
+  }),
+  defineHttp({
+    ...common,
+    name: "opsRetryInstance",
+    route: "ops/instances/{org}/{ref}/retry",
+    methods: ["POST"],
+    summary: "Start a fresh operation for a Failed instance.",
+    params: instanceParams,
+    responses: {
+      202: { description: "The new operation was started.", schema: instanceViewSchema },
+    },
+    errors: [...ERRORS, 402],
+    handler: async ({ services, req, ctx, params }) =>
+      accepted(toView(await retryInstance(services, actorOf(req), params.org, params.ref, ctx))),
+  }),
+  defineHttp({
+    ...common,
+    name: "opsForceDelete",
+    route: "ops/instances/{org}/{ref}/force-delete",
+    methods: ["POST"],
+    summary: "Delete every Azure resource of an instance, whatever its state.",
+    params: instanceParams,
+    responses: { 202: { description: "Deprovisioning started.", schema: instanceViewSchema } },
+    errors: ERRORS,
+    handler: async ({ services, req, ctx, params }) =>
+      accepted(toView(await forceDelete(services, actorOf(req), params.org, params.ref, ctx))),
+  }),
+  defineHttp({
+    ...common,
+    name: "opsFreeInstances",
+    route: "ops/orgs/{org}/free-instances",
+    methods: ["PUT"],
+    summary: "Grant (or revoke, with 0) free instances to an organization.",
+    params: z.object({ org: orgSchema }),
+    body: z.object({ count: z.number().int().min(0).max(1000) }),
+    responses: { 204: { description: "The grant was set." } },
+    errors: ERRORS,
+    handler: async ({ services, req, params, body }) => {
+      await grantFreeInstances(services, actorOf(req), params.org, body.count);
+      return noContent();
+    },
+  }),
+  defineHttp({
+    ...common,
+    name: "opsListDeadLetters",
+    route: "ops/dead-letters",
+    methods: ["GET"],
+    summary: "Dead-lettered messages of a queue, with why they were dead-lettered.",
+    query: z.object({
+      queue: queueSchema,
+      includeReplayed: z.enum(["true", "false"]).optional(),
+      max: z.coerce.number().int().min(1).max(500).optional(),
+    }),
+    responses: {
+      200: {
+        description: "Dead letters, oldest first.",
+        schema: z.object({
+          deadLetters: z.array(
+            z.object({
+              id: z.string(),
+              messageId: z.string(),
+              sessionId: z.string().nullable(),
+              reason: z.string().nullable(),
+              description: z.string().nullable(),
+              deliveryCount: z.number().nullable(),
+              body: z.unknown(),
+              recordedAt: z.string(),
+              replayedAt: z.string().nullable(),
+            }),
+          ),
+        }),
+      },
+    },
+    errors: ERRORS,
+    handler: async ({ services, query }) => {
+      const records = await listDeadLetters(services, query.queue, {
+        includeReplayed: query.includeReplayed === "true",
+        max: query.max ?? 100,
+      });
+      return ok({
+        deadLetters: records.map((r) => ({
+          id: r.id,
+          messageId: r.messageId,
+          sessionId: r.sessionId ?? null,
+          reason: r.reason ?? null,
+          description: r.description ?? null,
+          deliveryCount: r.deliveryCount ?? null,
+          body: r.body,
+          recordedAt: r.recordedAt.toISOString(),
+          replayedAt: r.replayedAt?.toISOString() ?? null,
+        })),
+      });
+    },
+  }),
+  defineHttp({
+    ...common,
+    name: "opsReplayDeadLetters",
+    route: "ops/dead-letters/replay",
+    methods: ["POST"],
+    summary: "Replay dead letters: one by id, or the oldest not yet replayed.",
+    body: z.object({
+      queue: queueSchema,
+      id: z
+        .string()
+        .regex(/^[0-9a-f]{32}$/)
+        .optional(),
+      max: z.number().int().min(1).max(100).default(10),
+    }),
+    responses: {
+      200: {
+        description: "What was replayed.",
+        schema: z.object({
+          results: z.array(
+            z.object({
+              id: z.string(),
+              messageId: z.string(),
+              outcome: z.enum(["replayed", "skipped"]),
+              detail: z.string(),
+            }),
+          ),
+        }),
+      },
+    },
+    errors: [...ERRORS, 402],
+    handler: async ({ services, req, ctx, body }) =>
+      ok({
+        results: await replayDeadLetters(
+          services,
+          actorOf(req),
+          body.queue,
+          { id: body.id, max: body.max },
+          ctx,
+        ),
+      }),
+  }),
+  defineHttp({
+    ...common,
+    name: "opsRunReconciler",
+    route: "ops/reconciler/run",
+    methods: ["POST"],
+    summary: "Run the reconciler now and return its report.",
+    responses: {
+      200: { description: "The reconciler's report.", schema: z.record(z.string(), z.unknown()) },
+    },
+    errors: ERRORS,
+    handler: async ({ services, req, ctx }) =>
+      ok(await runReconcilerNow(services, actorOf(req), ctx)),
+  }),
+  defineHttp({
+    ...common,
+    name: "opsAudit",
+    route: "ops/audit",
+    methods: ["GET"],
+    summary: "The audit log of one day, newest first.",
+    query: z.object({ day: z.iso.date() }),
+    responses: {
+      200: {
+        description: "Audit entries.",
+        schema: z.object({
+          entries: z.array(
+            z.object({
+              at: z.string(),
+              actor: z.string(),
+              action: z.string(),
+              target: z.string(),
+              details: z.record(z.string(), z.unknown()),
+            }),
+          ),
+        }),
+      },
+    },
+    errors: ERRORS,
+    handler: async ({ services, query }) => {
+      const entries = await listAudit(services, new Date(`${query.day}T00:00:00Z`));
+      return ok({
+        entries: entries.map((e) => ({ ...e, at: e.at.toISOString(), details: e.details ?? {} })),
+      });
+    },
+  }),
+];
