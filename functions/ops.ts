@@ -11,7 +11,7 @@ import { listAudit } from "../lib/audit.js";
 import { listDeadLetters } from "../lib/dead-letters.js";
 import { AppError } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
-import { accepted, noContent, ok, projectRefSchema } from "../lib/http.js";
+import { accepted, hasControlCharacters, noContent, ok, projectRefSchema } from "../lib/http.js";
 import { INSTANCE_STATES, instanceViewSchema, toView } from "../lib/instances/store.js";
 import {
   findInstances,
@@ -31,7 +31,7 @@ const ERRORS = [400, 401, 404, 409];
 /** The operator's name, as they state it; the audit log records it with their address. */
 function actorOf(req: HttpRequest): string {
   const actor = req.headers.get("x-ops-actor")?.trim();
-  if (!actor || actor.length > 100 || /[\u0000-\u001f]/.test(actor)) {
+  if (!actor || actor.length > 100 || hasControlCharacters(actor)) {
     throw new AppError(
       400,
       "actor_required",

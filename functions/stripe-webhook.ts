@@ -4,6 +4,7 @@ import { handleStripeEvent, verifyWebhook } from "../lib/billing/webhook.js";
 import { AppError } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { ok } from "../lib/http.js";
+import { logEvent } from "../lib/telemetry.js";
 
 /** Stripe events are far below this; anything bigger is not from Stripe. */
 const MAX_EVENT_BYTES = 256 * 1024;
@@ -40,9 +41,14 @@ export const definitions: FunctionDefinition[] = [
       if (Buffer.byteLength(payload) > MAX_EVENT_BYTES) {
         throw new AppError(413, "payload_too_large", "The request body is too large.");
       }
+      const started = performance.now();
       const event = await verifyWebhook(services, payload, req.headers.get("stripe-signature"));
       const outcome = await handleStripeEvent(services, event, ctx);
-      ctx.info("stripe webhook", outcome);
+      logEvent(ctx, "info", "stripe webhook", {
+        ...outcome,
+        event: "webhook.outcome",
+        durationMs: Math.round(performance.now() - started),
+      });
       return ok({ received: true, status: outcome.status });
     },
   }),

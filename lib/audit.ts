@@ -33,7 +33,11 @@ export async function audit(services: Services, entry: Omit<AuditEntry, "at">): 
   });
 }
 
-export async function listAudit(services: Services, onDay: Date, limit = 200): Promise<AuditEntry[]> {
+export async function listAudit(
+  services: Services,
+  onDay: Date,
+  limit = 200,
+): Promise<AuditEntry[]> {
   const out: AuditEntry[] = [];
   const iter = services.tables
     .client("audit")

@@ -109,7 +109,7 @@ export function defineHttp<PS extends z.ZodType, QS extends z.ZodType, BS extend
     route: spec.route,
     methods: spec.methods,
     authLevel: spec.authLevel ?? "anonymous",
-    spec: spec as HttpRouteSpec,
+    spec,
     handler: async (req, ctx, services) => {
       try {
         if (checkOrigin && req.method !== "GET") {

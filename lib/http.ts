@@ -165,3 +165,12 @@ export const errorBodySchema = z.object({
     details: z.record(z.string(), z.unknown()).optional(),
   }),
 });
+
+/** True when the text holds C0/C1 control characters (never valid in names we echo or log). */
+export function hasControlCharacters(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return true;
+  }
+  return false;
+}

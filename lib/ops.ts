@@ -6,7 +6,12 @@ import type { InvocationContext } from "@azure/functions";
 import { audit } from "./audit.js";
 import { setFreeInstances } from "./billing/account.js";
 import type { QueueKey } from "./bus.js";
-import { getDeadLetter, listDeadLetters, markReplayed, type DeadLetterRecord } from "./dead-letters.js";
+import {
+  getDeadLetter,
+  listDeadLetters,
+  markReplayed,
+  type DeadLetterRecord,
+} from "./dead-letters.js";
 import { conflict, notFound } from "./errors.js";
 import { requestGatewaySync } from "./gateway/consumer.js";
 import {
@@ -26,7 +31,10 @@ export interface InstanceFilter {
   staleMinutes?: number | undefined;
 }
 
-export async function findInstances(services: Services, filter: InstanceFilter): Promise<Instance[]> {
+export async function findInstances(
+  services: Services,
+  filter: InstanceFilter,
+): Promise<Instance[]> {
   const all = await listAllInstances(services, filter.state ? [filter.state] : undefined);
   const cutoff =
     filter.staleMinutes === undefined
@@ -49,7 +57,10 @@ export async function retryInstance(
   const instance = await getInstance(services, org, ref);
   if (!instance) throw notFound("No such instance.");
   if (instance.state !== "Failed") {
-    throw conflict(`Only Failed instances can be retried; this one is ${instance.state}.`, "not_failed");
+    throw conflict(
+      `Only Failed instances can be retried; this one is ${instance.state}.`,
+      "not_failed",
+    );
   }
   const next =
     instance.operation === "deprovision"
@@ -152,7 +163,10 @@ export async function replayDeadLetters(
     actor,
     action: "dead_letters.replay",
     target: queue,
-    details: { count: results.length, replayed: results.filter((r) => r.outcome === "replayed").length },
+    details: {
+      count: results.length,
+      replayed: results.filter((r) => r.outcome === "replayed").length,
+    },
   });
   return results;
 }
@@ -163,6 +177,11 @@ export async function runReconcilerNow(
   ctx: InvocationContext,
 ): Promise<ReconcilerReport> {
   const report = await runReconciler(services, ctx);
-  await audit(services, { actor, action: "reconciler.run", target: "reconciler", details: { ...report } });
+  await audit(services, {
+    actor,
+    action: "reconciler.run",
+    target: "reconciler",
+    details: { ...report },
+  });
   return report;
 }

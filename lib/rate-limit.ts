@@ -3,6 +3,8 @@
  * Used on the routes that cost money or send e-mail. Each key (per session, per org) has its own
  * counter; the first key over its limit answers 429 with Retry-After.
  */
+import { setTimeout as sleep } from "node:timers/promises";
+
 import { AppError } from "./errors.js";
 import type { Services } from "./services.js";
 import { getEntity, isConflict } from "./storage/tables.js";
@@ -21,6 +23,9 @@ export const RATE_LIMITS = {
   checkout: { name: "checkout", limits: { session: 10, org: 30 }, windowSeconds: 600 },
 } as const satisfies Record<string, RateLimitRule>;
 
+/** Enough rounds for a burst of concurrent requests on one counter to all be counted. */
+const MAX_ATTEMPTS = 60;
+
 interface CounterEntity {
   partitionKey: string;
   rowKey: string;
@@ -37,7 +42,7 @@ async function take(
 ): Promise<boolean> {
   const table = services.tables.client("rateLimits");
   const rowKey = String(windowStart);
-  for (let attempt = 0; attempt < 8; attempt++) {
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const current = await getEntity<CounterEntity>(table, key, rowKey);
     if (current && current.count >= limit) return false;
     try {
@@ -49,19 +54,18 @@ async function take(
           expiresAt: windowEnd,
         });
       } else {
-        await table.updateEntity(
-          { partitionKey: key, rowKey, count: current.count + 1 },
-          "Merge",
-          { etag: current.etag },
-        );
+        await table.updateEntity({ partitionKey: key, rowKey, count: current.count + 1 }, "Merge", {
+          etag: current.etag,
+        });
       }
       return true;
     } catch (err) {
       if (!isConflict(err)) throw err;
-      // Lost a race with another request: read again.
+      // Lost a race with another request: read again after a short, jittered pause.
+      await sleep(2 + Math.random() * 20);
     }
   }
-  // Heavy contention on one counter is itself a sign of abuse.
+  // Sustained contention on one counter past this many rounds is itself a sign of abuse.
   return false;
 }
 

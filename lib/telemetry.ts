@@ -46,11 +46,20 @@ export function parseEvent(args: readonly unknown[]): TelemetryFields | undefine
   if (typeof raw === "string" && raw.startsWith("{")) {
     try {
       const parsed = JSON.parse(raw) as unknown;
-      if (typeof parsed === "object" && parsed !== null && "event" in parsed) return parsed as TelemetryFields;
+      if (typeof parsed === "object" && parsed !== null && "event" in parsed)
+        return parsed as TelemetryFields;
     } catch {
       return undefined;
     }
   }
   if (typeof raw === "object" && raw !== null && "event" in raw) return raw as TelemetryFields;
   return undefined;
+}
+
+/**
+ * For code that runs outside any one invocation (shared clients): written to the worker's
+ * stderr, which the Functions host forwards to Application Insights as a trace.
+ */
+export function logProcessEvent(message: string, fields: TelemetryFields): void {
+  console.warn(`${message} ${JSON.stringify(fields)}`);
 }

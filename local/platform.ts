@@ -216,7 +216,8 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     closers.push(() => services.close());
     await services.tables.ensure();
 
-    return Object.assign(result, { env, config, services, started, close }) as Platform;
+    const platform: Platform = { ...result, env, config, services, started, close };
+    return platform;
   } catch (err) {
     await close();
     throw err;

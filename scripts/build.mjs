@@ -1,3 +1,4 @@
+/* global console, process */
 // Builds the deployable app: one ESM bundle per entry in dist/ (plus lazily loaded chunks for
 // SDKs that only some functions need), and an unbundled tsc build in build/ for comparison.
 import { build } from "esbuild";

@@ -20,7 +20,8 @@ declare module "vitest" {
 /** nginx and promtool validate rendered configs; install them (Debian packages) when missing. */
 function ensureSystemTools(): void {
   const missing = ["nginx", "promtool"].filter(
-    (tool) => spawnSync("sh", ["-c", `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0,
+    (tool) =>
+      spawnSync("sh", ["-c", `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0,
   );
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {

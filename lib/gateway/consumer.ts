@@ -34,6 +34,7 @@ import {
 } from "./nginx.js";
 import { FAILED_MARKER, parseAppliedHash, renderGatewayPushScript } from "./push-script.js";
 import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
+import { logEvent } from "../telemetry.js";
 
 export const GATEWAY_SESSION = "gateway";
 /** Where the gateway VM's nginx reads its config, and the wildcard certificate. */
@@ -139,7 +140,7 @@ export async function handleGatewayMessage(
   const started = performance.now();
   const parsed = gatewayMessageSchema.safeParse(bodyAsJson(rawBody));
   if (!parsed.success) {
-    ctx.warn("gateway message ignored: invalid body", { event: "gateway.invalid" });
+    logEvent(ctx, "warn", "gateway message ignored: invalid body", { event: "gateway.invalid" });
     return "invalid";
   }
   const message = parsed.data;
@@ -150,7 +151,7 @@ export async function handleGatewayMessage(
     state.coveredUntil &&
     requestedAt.getTime() < state.coveredUntil.getTime() - COVERAGE_MARGIN_MS
   ) {
-    ctx.log("gateway message already covered", {
+    logEvent(ctx, "info", "gateway message already covered", {
       event: "gateway.covered",
       reason: message.reason,
     });
@@ -167,7 +168,7 @@ export async function handleGatewayMessage(
       { body: { ...message, deferred: true }, messageId: randomUUID(), sessionId: GATEWAY_SESSION },
       new Date(Date.now() + wait),
     );
-    ctx.log("gateway message waits for the push interval", {
+    logEvent(ctx, "info", "gateway message waits for the push interval", {
       event: "gateway.deferred",
       delayMs: wait,
     });
@@ -177,7 +178,7 @@ export async function handleGatewayMessage(
   const renderStart = services.clock.now();
   const { routes, skipped } = await gatewayRoutes(services);
   if (skipped.length) {
-    ctx.warn("gateway: instances skipped (invalid ref or IP)", {
+    logEvent(ctx, "warn", "gateway: instances skipped (invalid ref or IP)", {
       event: "gateway.skipped",
       refs: skipped.slice(0, 20),
     });
@@ -187,7 +188,7 @@ export async function handleGatewayMessage(
 
   if (hash === state.hash) {
     await saveCoverage(services, state, { coveredUntil: renderStart });
-    ctx.log("gateway config unchanged", {
+    logEvent(ctx, "info", "gateway config unchanged", {
       event: "gateway.unchanged",
       routes: routes.length,
       durationMs: Math.round(performance.now() - started),
@@ -216,7 +217,7 @@ export async function handleGatewayMessage(
       },
       new Date(Date.now() + delayMs),
     );
-    ctx.warn("gateway push will be retried", {
+    logEvent(ctx, "warn", "gateway push will be retried", {
       event: "gateway.retrying",
       attempt,
       delayMs,
@@ -228,7 +229,7 @@ export async function handleGatewayMessage(
   const applied = parseAppliedHash(output);
   if (applied !== hash) {
     const why = failureLine(output);
-    ctx.error("gateway push failed; the previous config keeps serving", {
+    logEvent(ctx, "error", "gateway push failed; the previous config keeps serving", {
       event: "gateway.push_failed",
       routes: routes.length,
       error: why,
@@ -240,7 +241,7 @@ export async function handleGatewayMessage(
     coveredUntil: renderStart,
     pushed: { hash, routes: routes.length, appliedAt: services.clock.now() },
   });
-  ctx.log("gateway config pushed", {
+  logEvent(ctx, "info", "gateway config pushed", {
     event: "gateway.pushed",
     routes: routes.length,
     pushes: state.pushes,
@@ -288,7 +289,7 @@ export function reportGatewayDeadLetter(rawBody: unknown, ctx: InvocationContext
   const meta = (ctx.triggerMetadata ?? {}) as Record<string, unknown>;
   const props = (meta.applicationProperties ?? {}) as Record<string, unknown>;
   const reason = [meta.deadLetterReason, props.DeadLetterReason].find((v) => typeof v === "string");
-  ctx.error("gateway message dead-lettered: pushes to the gateway VM keep failing", {
+  logEvent(ctx, "error", "gateway message dead-lettered: pushes to the gateway VM keep failing", {
     event: "gateway.dead_letter",
     reason: parsed.success ? parsed.data.reason : undefined,
     deadLetterReason: typeof reason === "string" ? reason.slice(0, 300) : undefined,

@@ -29,6 +29,7 @@ import {
 } from "./grafana-admin.js";
 import { currentMessage, dispatchProvisioning } from "./messages.js";
 import { FIRST_STEP } from "./steps.js";
+import { logEvent } from "../telemetry.js";
 
 /** An operation whose message is this late is re-driven (the message was lost). */
 export const STUCK_AFTER_MS = 3 * 60_000;
@@ -191,18 +192,19 @@ export async function requestProvision(
       throw err;
     }
     await dispatchProvisioning(services, currentMessage(saved));
-    ctx?.log("provisioning requested", {
-      event: "provisioning.step",
-      operationId: saved.operationId,
-      ref,
-      org,
-      step: saved.step,
-      attempt: 0,
-      durationMs: 0,
-      operation: "provision",
-      state: saved.state,
-      outcome: "requested",
-    });
+    if (ctx)
+      logEvent(ctx, "info", "provisioning requested", {
+        event: "provisioning.step",
+        operationId: saved.operationId,
+        ref,
+        org,
+        step: saved.step,
+        attempt: 0,
+        durationMs: 0,
+        operation: "provision",
+        state: saved.state,
+        outcome: "requested",
+      });
     if (saved.plan === "paid" && ctx) await syncBilling(services, ctx, org);
     return saved;
   }
@@ -261,19 +263,20 @@ export async function requestDeprovision(
       throw err;
     }
     await dispatchProvisioning(services, currentMessage(saved));
-    ctx?.log("deprovisioning requested", {
-      event: "provisioning.step",
-      operationId: saved.operationId,
-      ref: saved.ref,
-      org: saved.org,
-      step: saved.step,
-      attempt: 0,
-      durationMs: 0,
-      operation: "deprovision",
-      state: saved.state,
-      outcome: "requested",
-      reason: req.reason,
-    });
+    if (ctx)
+      logEvent(ctx, "info", "deprovisioning requested", {
+        event: "provisioning.step",
+        operationId: saved.operationId,
+        ref: saved.ref,
+        org: saved.org,
+        step: saved.step,
+        attempt: 0,
+        durationMs: 0,
+        operation: "deprovision",
+        state: saved.state,
+        outcome: "requested",
+        reason: req.reason,
+      });
     if (ctx) await afterLeavingLive({ services, ctx }, existing, saved);
     return saved;
   }

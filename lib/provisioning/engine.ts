@@ -33,6 +33,7 @@ import {
   type ProvisioningMessage,
 } from "./messages.js";
 import { STEPS, type StepEnv, type StepResult } from "./steps.js";
+import { logEvent } from "../telemetry.js";
 
 export const TERMINAL_STATES: readonly InstanceState[] = ["Running", "Deleted", "Failed"];
 export const isTerminal = (s: InstanceState) => TERMINAL_STATES.includes(s);
@@ -75,7 +76,9 @@ export async function handleProvisioningMessage(
 ): Promise<MessageOutcome> {
   const parsed = provisioningMessageSchema.safeParse(bodyAsJson(rawBody));
   if (!parsed.success) {
-    ctx.warn("provisioning message ignored: invalid body", { event: "provisioning.invalid" });
+    logEvent(ctx, "warn", "provisioning message ignored: invalid body", {
+      event: "provisioning.invalid",
+    });
     return "invalid";
   }
   const m = parsed.data;
@@ -83,7 +86,7 @@ export async function handleProvisioningMessage(
     const started = performance.now();
     const instance = await getInstance(services, m.org, m.ref);
     if (!instance || instance.operationId !== m.operationId) {
-      ctx.log("provisioning message superseded", {
+      logEvent(ctx, "info", "provisioning message superseded", {
         event: "provisioning.step",
         operationId: m.operationId,
         ref: m.ref,
@@ -320,7 +323,7 @@ export async function afterLeavingLive(
     !ROUTABLE_STATES.includes(after.state)
   ) {
     await requestGatewaySync(services, `unroute ${after.ref}`).catch((err: unknown) => {
-      ctx.warn("could not request a gateway update", {
+      logEvent(ctx, "warn", "could not request a gateway update", {
         event: "provisioning.gateway_request_failed",
         ref: after.ref,
         error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
@@ -338,11 +341,16 @@ export async function syncBilling(
   try {
     await syncSubscriptionQuantity(services, org);
   } catch (err) {
-    ctx.warn("could not sync the subscription quantity (the billing reconciliation will)", {
-      event: "provisioning.billing_sync_failed",
-      org,
-      error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
-    });
+    logEvent(
+      ctx,
+      "warn",
+      "could not sync the subscription quantity (the billing reconciliation will)",
+      {
+        event: "provisioning.billing_sync_failed",
+        org,
+        error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
+      },
+    );
   }
 }
 
@@ -378,7 +386,7 @@ export async function handleProvisioningDeadLetter(
   const parsed = provisioningMessageSchema.safeParse(bodyAsJson(rawBody));
   const { deadLetterReason, deadLetterDescription } = deadLetterInfo(ctx);
   if (!parsed.success) {
-    ctx.error("dead-lettered provisioning message with an invalid body", {
+    logEvent(ctx, "error", "dead-lettered provisioning message with an invalid body", {
       event: "provisioning.dead_letter",
       deadLetterReason,
     });
@@ -399,7 +407,12 @@ export async function handleProvisioningDeadLetter(
       deadLetterDescription,
     };
     if (!instance || instance.operationId !== m.operationId || isTerminal(instance.state)) {
-      ctx.warn("dead-lettered provisioning message for an operation that is over", base);
+      logEvent(
+        ctx,
+        "warn",
+        "dead-lettered provisioning message for an operation that is over",
+        base,
+      );
       return "ignored";
     }
     const env = makeEnv(services, ctx, instance);
@@ -415,7 +428,7 @@ export async function handleProvisioningDeadLetter(
       if (err instanceof RowMovedError) continue;
       throw err;
     }
-    ctx.error("provisioning operation dead-lettered and marked Failed", base);
+    logEvent(ctx, "error", "provisioning operation dead-lettered and marked Failed", base);
     return "failed";
   }
   throw new Error("the instance kept changing; the dead letter will be redelivered");

@@ -5,6 +5,8 @@
  */
 import type { InvocationContext } from "@azure/functions";
 
+import { logEvent } from "../telemetry.js";
+
 export interface StepLogFields {
   operationId: string;
   ref: string;
@@ -29,10 +31,7 @@ export function logStep(
   message: string,
   fields: StepLogFields,
 ): void {
-  const entry = { event: "provisioning.step", ...fields };
-  if (level === "error") ctx.error(message, entry);
-  else if (level === "warn") ctx.warn(message, entry);
-  else ctx.log(message, entry);
+  logEvent(ctx, level, message, { event: "provisioning.step", ...fields });
 }
 
 /** Replaces every occurrence of the given secrets (service key, passwords) in a text. */

@@ -53,6 +53,7 @@ import {
   instanceUrl,
   probe,
 } from "./grafana-admin.js";
+import { logEvent } from "../telemetry.js";
 
 export interface StepEnv {
   services: Services;
@@ -143,7 +144,7 @@ async function requesterEmail(env: StepEnv): Promise<string | undefined> {
     const members = await supabaseFor(env.services, i.org).listMembers();
     return members.find((m) => m.userId === i.requestedBy)?.email ?? undefined;
   } catch (err) {
-    env.ctx.warn("could not look up the requester's e-mail", {
+    logEvent(env.ctx, "warn", "could not look up the requester's e-mail", {
       event: "provisioning.email_lookup_failed",
       operationId: i.operationId,
       ref: i.ref,
@@ -165,7 +166,7 @@ async function notify(
   try {
     await sendMail(env.services, template, email, data, `${template}:${i.operationId}`);
   } catch (err) {
-    env.ctx.warn("could not send the e-mail", {
+    logEvent(env.ctx, "warn", "could not send the e-mail", {
       event: "provisioning.email_failed",
       template,
       operationId: i.operationId,

@@ -30,6 +30,7 @@ import { sweep } from "../provisioning/steps.js";
 import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
 import { supabaseFor } from "../supabase/client.js";
+import { logEvent } from "../telemetry.js";
 
 export interface ReconcilerReport {
   startedAt: string;
@@ -87,7 +88,7 @@ export async function runReconciler(
       await fn();
     } catch (err) {
       report.errors.push(`${name}: ${short(err)}`);
-      ctx.error(`reconciler: ${name} failed`, {
+      logEvent(ctx, "error", `reconciler: ${name} failed`, {
         event: "reconciler.error",
         part: name,
         error: short(err),
@@ -149,7 +150,7 @@ export async function runReconciler(
       if (!current || isTerminal(current.state) || !isStuck(current, now)) continue;
       if (!(await redrive(services, current))) continue;
       report.redriven += 1;
-      ctx.warn("reconciler re-drove a stuck operation", {
+      logEvent(ctx, "warn", "reconciler re-drove a stuck operation", {
         event: "provisioning.step",
         operationId: current.operationId,
         ref: current.ref,
@@ -177,7 +178,7 @@ export async function runReconciler(
         const status = await sweep(services, ref);
         if (status === "clean") report.orphansDeleted += 1;
         else report.orphansPending += 1;
-        ctx.warn("reconciler removed orphaned Azure resources", {
+        logEvent(ctx, "warn", "reconciler removed orphaned Azure resources", {
           event: "reconciler.orphan",
           ref,
           status,
@@ -201,7 +202,7 @@ export async function runReconciler(
   });
 
   report.durationMs = Math.round(performance.now() - started);
-  ctx.log("reconciler report", { event: "reconciler.report", ...report });
+  logEvent(ctx, "info", "reconciler report", { event: "reconciler.report", ...report });
   return report;
 }
 
@@ -237,7 +238,9 @@ async function remindTrial(
     await saveInstance(services, { ...i, trialReminderSentAt: services.clock.now() });
   } catch (err) {
     if (!isConflict(err)) throw err;
-    ctx.warn(
+    logEvent(
+      ctx,
+      "warn",
       "trial reminder sent but not recorded (the row moved); the e-mail key prevents a resend",
       {
         event: "reconciler.trial_reminder",

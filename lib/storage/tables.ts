@@ -7,6 +7,7 @@ import { TableClient, TableServiceClient, type TableEntityResult } from "@azure/
 import type { TokenCredential } from "@azure/core-auth";
 
 import { statusOf } from "../errors.js";
+import { hasControlCharacters } from "../http.js";
 
 export const TABLE_NAMES = [
   "installations",
@@ -123,11 +124,12 @@ export const isConflict = (err: unknown): boolean => {
 
 /** Table keys may not contain / \ # ? or control characters. */
 export function safeKey(value: string): string {
-  const control = [...value].some((ch) => {
-    const c = ch.charCodeAt(0);
-    return c < 0x20 || (c >= 0x7f && c <= 0x9f);
-  });
-  if (control || /[/\\#?]/.test(value) || value.length === 0 || value.length > 512) {
+  if (
+    hasControlCharacters(value) ||
+    /[/\\#?]/.test(value) ||
+    value.length === 0 ||
+    value.length > 512
+  ) {
     throw new Error("value cannot be used as a table key");
   }
   return value;

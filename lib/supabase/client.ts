@@ -19,6 +19,7 @@ import type { Services } from "../services.js";
 import { TtlCache } from "./cache.js";
 import { resetSeconds, upstreamRateLimited } from "./rate-limit.js";
 import { accessToken, forgetTokens, refreshTokens } from "./tokens.js";
+import { logProcessEvent } from "../telemetry.js";
 
 export interface SupabaseOrganization {
   slug: string;
@@ -177,6 +178,12 @@ async function callWithRetries(
       }
       if (status === 429) {
         const seconds = resetSeconds((err as { headers?: Headers }).headers);
+        logProcessEvent("supabase rate limited", {
+          event: "supabase.rate_limited",
+          org,
+          resetSeconds: seconds,
+          attempt,
+        });
         if (attempt >= MAX_ATTEMPTS) throw upstreamRateLimited(seconds);
         await backOff(services, org, seconds);
         continue;

@@ -6,6 +6,7 @@
  * with up to `maxConcurrentSessions` sessions at once.
  */
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { format } from "node:util";
 
@@ -238,6 +239,8 @@ function runSessionQueue(
 export function runQueueTrigger(opts: QueueTriggerOptions): QueueTrigger {
   const log: RunnerLog = opts.log ?? (() => undefined);
   const stopping = new AbortController();
+  // Every receive of every session slot listens on this one signal.
+  setMaxListeners(0, stopping.signal);
   const invoker = new Invoker(opts, log);
   const shutdown = opts.isSessionsEnabled
     ? runSessionQueue(opts, invoker, log, stopping.signal)

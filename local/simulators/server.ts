@@ -38,8 +38,16 @@ export async function readBody(req: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-export function json(status: number, body: unknown, headers: Record<string, string> = {}): SimResponse {
-  return { status, body, headers: { "content-type": "application/json; charset=utf-8", ...headers } };
+export function json(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): SimResponse {
+  return {
+    status,
+    body,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+  };
 }
 
 function write(res: ServerResponse, out: SimResponse): void {
@@ -56,7 +64,11 @@ function write(res: ServerResponse, out: SimResponse): void {
 }
 
 /** Starts a simulator on 127.0.0.1. `port` 0 picks a free port. */
-export async function startSimServer(handler: SimHandler, port = 0, host = "127.0.0.1"): Promise<RunningServer> {
+export async function startSimServer(
+  handler: SimHandler,
+  port = 0,
+  host = "127.0.0.1",
+): Promise<RunningServer> {
   const server: Server = createServer((req, res) => {
     void (async () => {
       try {

@@ -4,6 +4,7 @@
  */
 import { benchConnect } from "./connect.js";
 import { benchPlatform } from "./platform.js";
+import { benchProvisioning } from "./provisioning.js";
 import { benchWebhooks } from "./webhooks.js";
 
 type Section = [string, () => Promise<Record<string, string | number>>];
@@ -12,6 +13,7 @@ const sections: Section[] = [
   ["Platform", benchPlatform],
   ["Connect", benchConnect],
   ["Billing webhooks", () => benchWebhooks()],
+  ["Provisioning", () => benchProvisioning()],
 ];
 
 const only = process.argv.slice(2).map((s) => s.toLowerCase());

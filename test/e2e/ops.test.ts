@@ -21,14 +21,22 @@ describe("operator routes (/api/ops)", () => {
   let platform: Platform;
   let host: FunctionHost;
   let org: ConnectedOrg;
-  const call = async (method: string, path: string, headers: Record<string, string> = ADMIN, body?: unknown) => {
+  const call = async (
+    method: string,
+    path: string,
+    headers: Record<string, string> = ADMIN,
+    body?: unknown,
+  ) => {
     const res = await fetch(`${host.url}${path}`, {
       method,
-      headers: { ...headers, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: {
+        ...headers,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
-    return { status: res.status, body: text ? (JSON.parse(text) as any) : undefined }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
 
   const failedInstance = async (ref: string, operation: Instance["operation"] = "provision") => {
@@ -85,7 +93,9 @@ describe("operator routes (/api/ops)", () => {
   });
 
   it("when the operator does not name themselves, then actions are refused with 400", async () => {
-    const res = await call("POST", "/api/ops/reconciler/run", { "x-functions-key": LOCAL.adminKey });
+    const res = await call("POST", "/api/ops/reconciler/run", {
+      "x-functions-key": LOCAL.adminKey,
+    });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("actor_required");
   });
@@ -114,7 +124,11 @@ describe("operator routes (/api/ops)", () => {
     const day = new Date().toISOString().slice(0, 10);
     const log = await call("GET", `/api/ops/audit?day=${day}`);
     expect(log.body.entries).toContainEqual(
-      expect.objectContaining({ action: "instance.retry", target: `${org.slug}/${ref}`, actor: "ops-test" }),
+      expect.objectContaining({
+        action: "instance.retry",
+        target: `${org.slug}/${ref}`,
+        actor: "ops-test",
+      }),
     );
   });
 
@@ -126,25 +140,32 @@ describe("operator routes (/api/ops)", () => {
     const after = await getInstance(platform.services, org.slug, ref);
     expect(after?.state).toBe("Deleting");
     expect(after?.operation).toBe("deprovision");
-    expect((await call("POST", `/api/ops/instances/${org.slug}/${randomRef()}/force-delete`)).status).toBe(404);
+    expect(
+      (await call("POST", `/api/ops/instances/${org.slug}/${randomRef()}/force-delete`)).status,
+    ).toBe(404);
   });
 
   it("when free instances are granted, then the org's billing shows them and bad counts are refused", async () => {
     const res = await call("PUT", `/api/ops/orgs/${org.slug}/free-instances`, ADMIN, { count: 3 });
     expect(res.status).toBe(204);
     expect((await readBilling(platform.services, org.slug))?.freeInstances).toBe(3);
-    expect((await call("PUT", `/api/ops/orgs/${org.slug}/free-instances`, ADMIN, { count: -1 })).status).toBe(400);
+    expect(
+      (await call("PUT", `/api/ops/orgs/${org.slug}/free-instances`, ADMIN, { count: -1 })).status,
+    ).toBe(400);
   });
 
   it("when a provisioning message was dead-lettered, then it is listed with its reason and replay retries the instance", async () => {
     const ref = org.refs[3]!;
     await failedInstance(ref);
-    const ctx = new TestClient(allDefinitions, platform.services).context("provisioningDeadLetter", {
-      messageId: `op-failed:deploy:3:${ref}`,
-      sessionId: ref,
-      deliveryCount: 10,
-      deadLetterReason: "MaxDeliveryCountExceeded",
-    });
+    const ctx = new TestClient(allDefinitions, platform.services).context(
+      "provisioningDeadLetter",
+      {
+        messageId: `op-failed:deploy:3:${ref}`,
+        sessionId: ref,
+        deliveryCount: 10,
+        deadLetterReason: "MaxDeliveryCountExceeded",
+      },
+    );
     const body = { ref, org: org.slug, operationId: "op-failed", step: "deploy", attempt: 3 };
     await recordDeadLetter(platform.services, "provisioning", body, ctx);
     await recordDeadLetter(platform.services, "provisioning", body, ctx); // redelivered: recorded once
@@ -154,12 +175,17 @@ describe("operator routes (/api/ops)", () => {
     expect(mine).toHaveLength(1);
     expect(mine[0].reason).toBe("MaxDeliveryCountExceeded");
 
-    const replay = await call("POST", "/api/ops/dead-letters/replay", ADMIN, { queue: "provisioning", id: mine[0].id });
+    const replay = await call("POST", "/api/ops/dead-letters/replay", ADMIN, {
+      queue: "provisioning",
+      id: mine[0].id,
+    });
     expect(replay.status, JSON.stringify(replay.body)).toBe(200);
     expect(replay.body.results[0].outcome).toBe("replayed");
     expect((await getInstance(platform.services, org.slug, ref))?.state).toBe("Requested");
     const after = await call("GET", "/api/ops/dead-letters?queue=provisioning");
-    expect(after.body.deadLetters.some((d: { sessionId: string }) => d.sessionId === ref)).toBe(false);
+    expect(after.body.deadLetters.some((d: { sessionId: string }) => d.sessionId === ref)).toBe(
+      false,
+    );
   });
 
   it("when the reconciler is run now, then its report comes back and the run is audited", async () => {
@@ -168,6 +194,8 @@ describe("operator routes (/api/ops)", () => {
     expect(typeof res.body.instances).toBe("number");
     const day = new Date().toISOString().slice(0, 10);
     const log = await call("GET", `/api/ops/audit?day=${day}`);
-    expect(log.body.entries.some((e: { action: string }) => e.action === "reconciler.run")).toBe(true);
+    expect(log.body.entries.some((e: { action: string }) => e.action === "reconciler.run")).toBe(
+      true,
+    );
   });
 });

@@ -65,17 +65,21 @@ describe("OpenAPI contract", () => {
         const op = doc.paths[path]?.[method.toLowerCase()] as Json | undefined;
         expect(op, `${method} ${path}`).toBeDefined();
         expect(op?.summary, `${method} ${path}`).toBeTruthy();
-        expect(Object.keys(op?.responses ?? {}).some((s) => s.startsWith("2") || s.startsWith("3"))).toBe(true);
+        expect(
+          Object.keys(op?.responses ?? {}).some((s) => s.startsWith("2") || s.startsWith("3")),
+        ).toBe(true);
         expect(op?.responses?.["500"]).toBeDefined();
       }
-      if (/\{\w+/.test(def.route)) expect(def.spec.params, `${def.name} has path params`).toBeDefined();
+      if (/\{\w+/.test(def.route))
+        expect(def.spec.params, `${def.name} has path params`).toBeDefined();
     }
   });
 
   it("when a route name or path would clash with the Functions host's own routes, then the test fails", () => {
     for (const def of allDefinitions) {
       expect(def.name.toLowerCase().startsWith("admin"), def.name).toBe(false);
-      if (def.kind === "http") expect(/^(admin|runtime)(\/|$)/i.test(def.route), def.route).toBe(false);
+      if (def.kind === "http")
+        expect(/^(admin|runtime)(\/|$)/i.test(def.route), def.route).toBe(false);
     }
   });
 
@@ -87,8 +91,13 @@ describe("OpenAPI contract", () => {
         const params = (op.parameters ?? []) as Json[];
         const body = op.requestBody?.content?.["application/json"]?.schema as Json | undefined;
         const cases: Array<{ label: string; url: string; body?: unknown }> = [];
-        for (const p of params.filter((x) => x.in === "path" && (x.schema?.pattern || x.schema?.enum))) {
-          cases.push({ label: `path ${p.name}`, url: fillPath(path, [p.name as string, "NOT-VALID!"]) });
+        for (const p of params.filter(
+          (x) => x.in === "path" && (x.schema?.pattern || x.schema?.enum),
+        )) {
+          cases.push({
+            label: `path ${p.name}`,
+            url: fillPath(path, [p.name as string, "NOT-VALID!"]),
+          });
         }
         const query = params.filter((x) => x.in === "query");
         const requiredQuery = query.filter((x) => x.required);
@@ -106,7 +115,8 @@ describe("OpenAPI contract", () => {
         }
         if (body && body.type === "object") {
           const required = (body.required ?? []) as string[];
-          if (required.length) cases.push({ label: "missing body field", url: fillPath(path), body: {} });
+          if (required.length)
+            cases.push({ label: "missing body field", url: fillPath(path), body: {} });
           for (const [name, schema] of Object.entries((body.properties ?? {}) as Json)) {
             cases.push({
               label: `body ${name}`,
@@ -119,7 +129,11 @@ describe("OpenAPI contract", () => {
         if (cases.length === 0) continue;
         expect(documented400, `${method} ${path} documents 400`).toBeDefined();
         for (const c of cases) {
-          const res = await client.request(method.toUpperCase(), c.url, c.body === undefined ? {} : { body: c.body });
+          const res = await client.request(
+            method.toUpperCase(),
+            c.url,
+            c.body === undefined ? {} : { body: c.body },
+          );
           probes++;
           expect(res.status, `${method} ${path} (${c.label}): ${res.text}`).toBe(400);
           expect(typeof res.body?.error?.code, `${method} ${path} (${c.label})`).toBe("string");

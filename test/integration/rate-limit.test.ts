@@ -30,7 +30,9 @@ describe("rate limits", () => {
     const rule = { name: "test", limits: { session: 3 }, windowSeconds: 60 };
     try {
       for (let i = 0; i < 3; i++) await enforceRateLimit(services, rule, { session: "s1" });
-      const err = await enforceRateLimit(services, rule, { session: "s1" }).catch((e: unknown) => e);
+      const err = await enforceRateLimit(services, rule, { session: "s1" }).catch(
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(AppError);
       expect((err as AppError).status).toBe(429);
       expect((err as AppError).headers?.["retry-after"]).toBe("55");
@@ -45,12 +47,18 @@ describe("rate limits", () => {
   });
 
   it("when many sessions of one org add up past the org limit, then the org is limited", async () => {
-    const rule = { name: `org-${randomSlug()}`, limits: { session: 100, org: 4 }, windowSeconds: 600 };
+    const rule = {
+      name: `org-${randomSlug()}`,
+      limits: { session: 100, org: 4 },
+      windowSeconds: 600,
+    };
     const org = randomSlug();
     await Promise.all(
       [1, 2, 3, 4].map((n) => enforceRateLimit(platform.services, rule, { session: `s${n}`, org })),
     );
-    await expect(enforceRateLimit(platform.services, rule, { session: "s9", org })).rejects.toMatchObject({
+    await expect(
+      enforceRateLimit(platform.services, rule, { session: "s9", org }),
+    ).rejects.toMatchObject({
       status: 429,
       details: { scope: "org" },
     });
@@ -59,7 +67,9 @@ describe("rate limits", () => {
   it("when concurrent requests race on one counter, then exactly the limit gets through", async () => {
     const rule = { name: `race-${randomSlug()}`, limits: { session: 5 }, windowSeconds: 600 };
     const results = await Promise.allSettled(
-      Array.from({ length: 12 }, () => enforceRateLimit(platform.services, rule, { session: "same" })),
+      Array.from({ length: 12 }, () =>
+        enforceRateLimit(platform.services, rule, { session: "same" }),
+      ),
     );
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(5);
   });

@@ -12,6 +12,7 @@ import {
   type Delivery,
   type ProvisioningEnv,
 } from "./harness.js";
+import { parseEvent } from "../../../lib/telemetry.js";
 
 let env: ProvisioningEnv;
 
@@ -240,9 +241,9 @@ describe("failures that end an operation", () => {
     const errors = o.client.logs.filter(
       (l) => l.level === "error" && l.functionName === "provisioningDeadLetter",
     );
-    expect(
-      errors.map((l) => (l.args[1] as { deadLetterReason?: string }).deadLetterReason),
-    ).toContain("MaxDeliveryCountExceeded");
+    expect(errors.map((l) => parseEvent(l.args)?.deadLetterReason)).toContain(
+      "MaxDeliveryCountExceeded",
+    );
     // The original message is now superseded by the terminal state: it completes without work.
     await o.driver.drain();
     expect((await o.instance(ref))?.state).toBe("Failed");

@@ -34,6 +34,7 @@ import type { SupabaseSimulator } from "../../../local/simulators/supabase.js";
 import { TestClient } from "../../helpers/client.js";
 import { startTestPlatform } from "../../helpers/platform.js";
 import { connectOrg, type ConnectedOrg } from "./org.js";
+import { parseEvent } from "../../../lib/telemetry.js";
 
 export const provisioningTestDefinitions: FunctionDefinition[] = [
   ...grafanaDefinitions,
@@ -319,7 +320,7 @@ export interface StepLogEntry {
 /** The structured step entries an operation left in the captured logs, in order. */
 export function stepLogs(client: TestClient, operationId: string): StepLogEntry[] {
   return client.logs
-    .map((l) => l.args[1] as StepLogEntry | undefined)
+    .map((l) => parseEvent(l.args) as StepLogEntry | undefined)
     .filter(
       (f): f is StepLogEntry => f?.event === "provisioning.step" && f.operationId === operationId,
     );

@@ -12,6 +12,7 @@ import {
   type OrgEnv,
   type ProvisioningEnv,
 } from "./harness.js";
+import { parseEvent } from "../../../lib/telemetry.js";
 
 let env: ProvisioningEnv;
 
@@ -76,7 +77,7 @@ describe("the reconciler", () => {
     expect((await o.instance(live))?.state).toBe("Running");
     // The report is logged for operators.
     const logged = o.client.logs.find((l) => l.args[0] === "reconciler report");
-    expect(logged?.args[1]).toMatchObject({
+    expect(parseEvent(logged?.args ?? [])).toMatchObject({
       event: "reconciler.report",
       orphansDeleted: report.orphansDeleted,
     });
