@@ -4,9 +4,31 @@
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
+import { dirname, resolve as resolvePath } from "node:path";
 
 rmSync("dist", { recursive: true, force: true });
 rmSync("build", { recursive: true, force: true });
+
+// zod re-exports every locale as a namespace; the app only ever uses English messages, so the
+// bundle gets a locales module holding just that one (about 250 KiB less to load at start).
+const englishOnlyZodLocales = {
+  name: "zod-english-only",
+  setup(b) {
+    b.onResolve({ filter: /locales\/index\.js$/ }, (args) =>
+      args.importer.includes(`${"node_modules"}/zod/`)
+        ? {
+            path: resolvePath(dirname(args.importer), "../locales/en.js"),
+            namespace: "zod-locales",
+          }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "zod-locales" }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(args.path)};`,
+      resolveDir: dirname(args.path),
+      loader: "js",
+    }));
+  },
+};
 
 const result = await build({
   entryPoints: { index: "functions/index.ts" },
@@ -24,6 +46,7 @@ const result = await build({
   banner: {
     js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
   },
+  plugins: [englishOnlyZodLocales],
   // Provided by the Functions worker at run time.
   external: ["@azure/functions-core"],
   logLevel: "warning",

@@ -21,7 +21,7 @@ import type { Services } from "../services.js";
 import { getEntity } from "../storage/tables.js";
 import { forgetOrganization, grantedOrganizations } from "../supabase/client.js";
 import { requestTokens, TokenGrantRefused } from "../supabase/token-endpoint.js";
-import { endSession, readCookie, readSession, startSession } from "./session.js";
+import { appCookie, endSession, readCookie, readSession, startSession } from "./session.js";
 
 export const OAUTH_COOKIE = "__Host-supafana_oauth";
 const STATE_TTL_MS = 10 * 60_000;
@@ -77,15 +77,7 @@ function cookieKey(services: Services): Uint8Array {
 }
 
 function bindingCookie(value: string, maxAgeSeconds: number): Cookie {
-  return {
-    name: OAUTH_COOKIE,
-    value,
-    path: "/",
-    httpOnly: true,
-    secure: true,
-    sameSite: "Lax",
-    maxAge: maxAgeSeconds,
-  };
+  return appCookie(OAUTH_COOKIE, value, maxAgeSeconds);
 }
 
 const clearedBindingCookie = () => bindingCookie("", 0);

@@ -54,9 +54,10 @@ function key(services: Services): Uint8Array {
   );
 }
 
-function cookieFor(value: string, maxAgeSeconds: number): Cookie {
+/** Our cookies: host-only, HttpOnly, Secure, SameSite=Lax (see the design's CSRF rules). */
+export function appCookie(name: string, value: string, maxAgeSeconds: number): Cookie {
   return {
-    name: SESSION_COOKIE,
+    name,
     value,
     path: "/",
     httpOnly: true,
@@ -67,7 +68,7 @@ function cookieFor(value: string, maxAgeSeconds: number): Cookie {
 }
 
 export function clearedSessionCookie(): Cookie {
-  return cookieFor("", 0);
+  return appCookie(SESSION_COOKIE, "", 0);
 }
 
 export function readCookie(req: HttpRequest, name: string): string | undefined {
@@ -119,7 +120,10 @@ export async function startSession(
     .setExpirationTime(Math.floor(entity.absoluteExpiresAt.getTime() / 1000))
     .setAudience("supafana-session")
     .sign(key(services));
-  return { session: toSession(entity), cookie: cookieFor(token, ABSOLUTE_MS / 1000) };
+  return {
+    session: toSession(entity),
+    cookie: appCookie(SESSION_COOKIE, token, ABSOLUTE_MS / 1000),
+  };
 }
 
 async function sessionIdFrom(services: Services, req: HttpRequest): Promise<string | undefined> {

@@ -36,11 +36,7 @@ import {
   requestGatewaySync,
 } from "../gateway/consumer.js";
 import { readGatewayState } from "../gateway/state.js";
-import {
-  GrafanaHostInputError,
-  renderCloudInit,
-  type GrafanaHostInput,
-} from "../grafana-host/index.js";
+import type { GrafanaHostInput } from "../grafana-host/index.js";
 import type { Instance, InstanceState } from "../instances/store.js";
 import { sendMail } from "../mail.js";
 import type { Services } from "../services.js";
@@ -238,6 +234,8 @@ const deploy: Step = async (env) => {
   env.secrets.push(serviceKey);
   const email = await requesterEmail(env);
 
+  // Loaded here: only this step renders host documents (and needs the YAML library).
+  const { GrafanaHostInputError, renderCloudInit } = await import("../grafana-host/index.js");
   let cloudInit: string;
   try {
     cloudInit = renderCloudInit({

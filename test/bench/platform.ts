@@ -13,18 +13,22 @@ import { startPlatform } from "../../local/platform.js";
 import { fmt, percentile, runLoad } from "./load.js";
 
 /**
- * Loads an entry in a fresh process with a valid environment, and reports the milliseconds from
- * process start until every function is registered (measured inside the child).
+ * Loads an entry in a fresh process with a valid environment. Returns the time the import took
+ * (the app's own load: reading, compiling and running every module until every function is
+ * registered) and the time since the process started (Node's own start-up included).
  */
-function loadOnce(entry: string, env: Record<string, string>): number {
-  const code = `await import(${JSON.stringify(entry)});console.log(JSON.stringify({ms:performance.now()}));`;
+function loadOnce(
+  entry: string,
+  env: Record<string, string>,
+): { importMs: number; processMs: number } {
+  const code = `const s=performance.now();await import(${JSON.stringify(entry)});const e=performance.now();console.log(JSON.stringify({importMs:e-s,processMs:e}));`;
   const out = execFileSync(process.execPath, ["--input-type=module", "-e", code], {
     env: { ...process.env, ...env },
     encoding: "utf8",
     stdio: ["ignore", "pipe", "ignore"],
   });
   const line = out.trim().split("\n").at(-1) ?? "{}";
-  return (JSON.parse(line) as { ms: number }).ms;
+  return JSON.parse(line) as { importMs: number; processMs: number };
 }
 
 function median(values: number[]): number {
@@ -43,17 +47,22 @@ export async function benchPlatform(): Promise<Record<string, string | number>> 
   try {
     const env = { ...platform.env };
     const runs = 9;
-    const b: number[] = [];
-    const u: number[] = [];
+    const b: Array<{ importMs: number; processMs: number }> = [];
+    const u: Array<{ importMs: number; processMs: number }> = [];
     for (let i = 0; i < runs; i++) {
       b.push(loadOnce(bundled, env));
       u.push(loadOnce(unbundled, env));
     }
-    const mb = median(b);
-    const mu = median(u);
-    figures["app load, bundled dist/ (median of 9, fresh process)"] = fmt(mb);
-    figures["app load, unbundled tsc build (median of 9)"] = fmt(mu);
-    figures["bundled speed-up (target >= 3x, bundled < 300 ms)"] = `${(mu / mb).toFixed(1)}x`;
+    const bi = median(b.map((x) => x.importMs));
+    const ui = median(u.map((x) => x.importMs));
+    const bp = median(b.map((x) => x.processMs));
+    const up = median(u.map((x) => x.processMs));
+    figures["app load (import until registered), bundled dist/ (median of 9)"] = fmt(bi);
+    figures["app load (import until registered), unbundled tsc build"] = fmt(ui);
+    figures["bundled speed-up of the app load (target >= 3x, bundled < 300 ms)"] =
+      `${(ui / bi).toFixed(1)}x`;
+    figures["fresh process start to registered, bundled / unbundled"] =
+      `${fmt(bp)} / ${fmt(up)} (${(up / bp).toFixed(1)}x; Node's own start-up included)`;
 
     const host = await startFunctionHost(allDefinitions, platform.services, {
       port: 0,

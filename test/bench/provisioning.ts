@@ -20,7 +20,7 @@ import { LOCAL } from "../../local/defaults.js";
 import { startFunctionHost } from "../../local/function-host.js";
 import { startPlatform } from "../../local/platform.js";
 import { startSupabaseSimulator } from "../../local/simulators/supabase.js";
-import { connectOrg } from "../integration/provisioning/org.js";
+import { connectOrg } from "../helpers/org.js";
 import { fmt } from "./load.js";
 
 const PROJECTS = 200;

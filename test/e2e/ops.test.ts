@@ -11,7 +11,7 @@ import { createInstance, getInstance, type Instance } from "../../lib/instances/
 import { LOCAL } from "../../local/defaults.js";
 import { startFunctionHost, type FunctionHost } from "../../local/function-host.js";
 import type { Platform } from "../../local/platform.js";
-import { connectOrg, type ConnectedOrg } from "../integration/provisioning/org.js";
+import { connectOrg, type ConnectedOrg } from "../helpers/org.js";
 import { TestClient } from "../helpers/client.js";
 import { randomRef, startTestPlatform } from "../helpers/platform.js";
 

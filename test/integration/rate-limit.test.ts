@@ -9,7 +9,7 @@ import { AppError } from "../../lib/errors.js";
 import { enforceRateLimit, RATE_LIMITS } from "../../lib/rate-limit.js";
 import { createServices, type Clock } from "../../lib/services.js";
 import { randomTablePrefix, type Platform } from "../../local/platform.js";
-import { connectOrg } from "../integration/provisioning/org.js";
+import { connectOrg } from "../helpers/org.js";
 import { TestClient } from "../helpers/client.js";
 import { randomSlug, startTestPlatform } from "../helpers/platform.js";
 

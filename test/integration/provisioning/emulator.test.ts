@@ -20,7 +20,7 @@ import {
   startProvisioningEnv,
   type ProvisioningEnv,
 } from "./harness.js";
-import { connectOrg, type ConnectedOrg } from "./org.js";
+import { connectOrg, type ConnectedOrg } from "../../helpers/org.js";
 
 let bus: ServiceBusEmulator;
 let env: ProvisioningEnv;

@@ -33,7 +33,7 @@ import type { ArmSimulator } from "../../../local/simulators/arm.js";
 import type { SupabaseSimulator } from "../../../local/simulators/supabase.js";
 import { TestClient } from "../../helpers/client.js";
 import { startTestPlatform } from "../../helpers/platform.js";
-import { connectOrg, type ConnectedOrg } from "./org.js";
+import { connectOrg, type ConnectedOrg } from "../../helpers/org.js";
 import { parseEvent } from "../../../lib/telemetry.js";
 
 export const provisioningTestDefinitions: FunctionDefinition[] = [

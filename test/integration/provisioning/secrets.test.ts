@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { decryptPassword } from "../../../lib/provisioning/grafana-admin.js";
 import { redact } from "../../../lib/provisioning/log.js";
-import { serviceKeyOf } from "./org.js";
+import { serviceKeyOf } from "../../helpers/org.js";
 import { allTableRows, startProvisioningEnv, type ProvisioningEnv } from "./harness.js";
 
 const SMTP_PASSWORD = "smtp-relay-password-9d1f6c2a7b";

@@ -5,12 +5,12 @@
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 
-import { SESSION_COOKIE, bindUser, startSession } from "../../../lib/auth/session.js";
-import { redirectUri } from "../../../lib/auth/oauth.js";
-import { upsertInstallation } from "../../../lib/installations.js";
-import type { Services } from "../../../lib/services.js";
-import { requestTokens } from "../../../lib/supabase/token-endpoint.js";
-import type { SimOrg, SupabaseSimulator } from "../../../local/simulators/supabase.js";
+import { SESSION_COOKIE, bindUser, startSession } from "../../lib/auth/session.js";
+import { redirectUri } from "../../lib/auth/oauth.js";
+import { upsertInstallation } from "../../lib/installations.js";
+import type { Services } from "../../lib/services.js";
+import { requestTokens } from "../../lib/supabase/token-endpoint.js";
+import type { SimOrg, SupabaseSimulator } from "../../local/simulators/supabase.js";
 
 export function randomRefs(n: number): string[] {
   const letters = "abcdefghijklmnopqrstuvwxyz";
