@@ -9,6 +9,8 @@ import type { HttpClient } from "@azure/core-rest-pipeline";
 
 import { createBus, type Bus } from "./bus.js";
 import type { Config } from "./config.js";
+import type { GatewayRenderOptions } from "./gateway/nginx.js";
+import type { GatewayPushOptions } from "./gateway/push-script.js";
 import { createTables, type Tables } from "./storage/tables.js";
 
 export interface Clock {
@@ -30,6 +32,14 @@ export interface ServiceOverrides {
   probe?: (url: string) => Promise<number>;
   /** `fetch` towards the Grafana instances (admin password change); production uses fetch. */
   grafanaFetch?: typeof fetch;
+  /**
+   * Where the gateway's nginx lives when it is not the gateway VM: tests run a real nginx out of
+   * a temp prefix on high ports, and the pushed script targets it.
+   */
+  gatewayHost?: {
+    render?: Partial<GatewayRenderOptions>;
+    push?: Partial<GatewayPushOptions>;
+  };
 }
 
 export interface Services {

@@ -18,7 +18,12 @@ import {
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
 import { LOCAL, localSecretKeys } from "./defaults.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
-import { armSimulatorHttpClient, startArmSimulator, type ArmSimulator } from "./simulators/arm.js";
+import {
+  armSimulatorHttpClient,
+  startArmSimulator,
+  type ArmSimulator,
+  type RunCommandExecutor,
+} from "./simulators/arm.js";
 import { startLoopsSimulator, type LoopsSimulator } from "./simulators/loops.js";
 import { startStripeSimulator, type StripeSimulator } from "./simulators/stripe.js";
 import {
@@ -43,6 +48,10 @@ export interface PlatformOptions {
   stripeWebhookUrl?: string;
   tablePrefix?: string;
   clock?: Clock;
+  /** Runs the gateway's pushed scripts (default: the sandbox stand-in that decodes them). */
+  runCommandExecutor?: RunCommandExecutor;
+  /** See `ServiceOverrides.gatewayHost`. */
+  gatewayHost?: ServiceOverrides["gatewayHost"];
   sandbox?: boolean;
 }
 
@@ -184,7 +193,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       const gateway = createSandboxGateway();
       result.gateway = gateway;
       const arm = await startArmSimulator({
-        runCommandExecutor: gateway.executor,
+        runCommandExecutor: opts.runCommandExecutor ?? gateway.executor,
         secureParameters: ["cloudInit"],
         subscriptionId: LOCAL.subscriptionId,
         deploymentDelayMs: opts.deploymentDelayMs ?? 1500,
@@ -212,6 +221,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       ...armOverrides,
       ...(opts.tablePrefix ? { tablePrefix: opts.tablePrefix } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.gatewayHost ? { gatewayHost: opts.gatewayHost } : {}),
     });
     closers.push(() => services.close());
     await services.tables.ensure();

@@ -114,6 +114,7 @@ export function renderForGateway(services: Services, routes: readonly GatewayRou
     domain: services.config.GRAFANA_DOMAIN,
     certificatePath: GATEWAY_PATHS.certificate,
     certificateKeyPath: GATEWAY_PATHS.certificateKey,
+    ...services.overrides.gatewayHost?.render,
   });
 }
 
@@ -196,7 +197,10 @@ export async function handleGatewayMessage(
     return "unchanged";
   }
 
-  const script = renderGatewayPushScript(config, { targetPath: GATEWAY_PATHS.config });
+  const script = renderGatewayPushScript(config, {
+    targetPath: GATEWAY_PATHS.config,
+    ...services.overrides.gatewayHost?.push,
+  });
   let output: string;
   try {
     output = (await runGatewayScript(services, script, { timeoutMs: PUSH_TIMEOUT_MS })).message;
