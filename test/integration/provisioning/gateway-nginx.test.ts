@@ -161,7 +161,7 @@ describe("gateway push through run command to a real nginx", () => {
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toMatchObject({ grafana: "stand-in" });
     expect((await get(`${randomRef()}.${platform.config.GRAFANA_DOMAIN}`)).status).toBe(404);
-    expect((await readGatewayState(platform.services))?.hash).toBeTruthy();
+    expect((await readGatewayState(platform.services)).hash).toBeTruthy();
   });
 
   it("when the host's nginx refuses the new config, then the message fails and the previous config keeps serving", async () => {
