@@ -31,6 +31,7 @@ import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
 import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
+import { sweepExpiredRows } from "../sweep.js";
 
 export interface ReconcilerReport {
   startedAt: string;
@@ -46,6 +47,8 @@ export interface ReconcilerReport {
   orphansPending: number;
   orphanDnsRecordsDeleted: number;
   gatewaySyncRequested: boolean;
+  /** Ended sessions, unused OAuth states and past rate-limit windows removed, per table. */
+  expiredRowsDeleted: Record<string, number>;
   /** Parts that failed, with a short reason (they run again next time). */
   errors: string[];
 }
@@ -81,6 +84,7 @@ export async function runReconciler(
     orphansPending: 0,
     orphanDnsRecordsDeleted: 0,
     gatewaySyncRequested: false,
+    expiredRowsDeleted: {},
     errors: [],
   };
   const part = async (name: string, fn: () => Promise<void>) => {
@@ -194,6 +198,10 @@ export async function runReconciler(
       await deleteDnsRecord(services, record.name);
       report.orphanDnsRecordsDeleted += 1;
     }
+  });
+
+  await part("sweep", async () => {
+    report.expiredRowsDeleted = await sweepExpiredRows(services);
   });
 
   await part("gateway", async () => {
