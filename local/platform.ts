@@ -171,7 +171,6 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
         secretKey: LOCAL.stripeSecretKey,
         webhookSecret: LOCAL.stripeWebhookSecret,
         priceId: LOCAL.stripePriceId,
-        publicBaseUrl,
         webhookUrl: opts.stripeWebhookUrl ?? `${publicBaseUrl}/api/webhooks/stripe`,
       });
       closers.push(() => stripe.close());
