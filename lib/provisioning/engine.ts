@@ -278,6 +278,8 @@ async function apply(
       logStep(ctx, "info", result.state === "Running" ? "instance running" : "instance deleted", {
         ...log(result.state === "Running" ? "running" : "deleted"),
         state: saved.state,
+        // The whole operation, request to end: the provision/deprovision duration metric.
+        operationDurationMs: now.getTime() - i.operationStartedAt.getTime(),
       });
       if (result.state === "Deleted") await afterLeavingLive(env, i, saved);
       return;
@@ -306,6 +308,7 @@ async function fail(
     ...fields(before, m, started, "failed"),
     state: "Failed",
     error: saved.lastError,
+    operationDurationMs: env.services.clock.now().getTime() - before.operationStartedAt.getTime(),
   });
   await afterLeavingLive(env, before, saved);
 }

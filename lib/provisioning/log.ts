@@ -21,6 +21,8 @@ export interface StepLogFields {
   nextStep?: string;
   delayMs?: number;
   error?: string;
+  /** On the last entry of an operation: from the request to its end. */
+  operationDurationMs?: number;
 }
 
 export type LogLevel = "info" | "warn" | "error";

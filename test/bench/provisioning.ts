@@ -139,6 +139,18 @@ export async function benchProvisioning(
       .filter((r) => ["PUT", "POST", "DELETE", "PATCH"].includes(r.method));
     const deployments = arm.deployments();
     const duplicates = deployments.filter((d) => d.puts > 1).length;
+    if (process.env.BENCH_DEBUG) {
+      for (const d of deployments.filter((x) => x.puts > 1)) {
+        const puts = arm
+          .requests()
+          .filter((r) => r.method === "PUT" && r.path.includes(`/deployments/${d.name}`));
+        console.log(
+          "DUP",
+          d.name,
+          JSON.stringify(puts.map((r) => ({ status: r.status, at: r.at }))),
+        );
+      }
+    }
     const pushes = arm.runCommands().length - pushesBefore;
     const byKind: Record<string, number> = {};
     for (const w of writes) {
