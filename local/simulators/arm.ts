@@ -11,8 +11,13 @@
  */
 import { randomUUID } from "node:crypto";
 import { isIPv4 } from "node:net";
-import { json, type SimRequest, type SimResponse } from "./server.js";
-import { DROP_CONNECTION, startDroppableServer } from "./arm-http.js";
+import {
+  DROP_CONNECTION,
+  json,
+  startSimServer,
+  type SimRequest,
+  type SimResponse,
+} from "./server.js";
 import type {
   ArmErrorBody,
   ArmFault,
@@ -1546,7 +1551,10 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
   };
   if (opts.dnsZone) ensureDnsZone(opts.dnsZone.resourceGroup, opts.dnsZone.name);
 
-  const server = await startDroppableServer(handle, opts.port ?? 0);
+  const server = await startSimServer(handle, {
+    port: opts.port ?? 0,
+    errorBody: (message) => ({ error: { code: "InternalServerError", message } }),
+  });
 
   return {
     url: server.url,

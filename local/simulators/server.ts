@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 
 export interface SimRequest {
   method: string;
-  /** Path without the query string, e.g. `/v1/projects`. */
+  /** Path without the query string, e.g. `/v1/projects`, exactly as sent (`//x` stays a path). */
   path: string;
   query: URLSearchParams;
   headers: IncomingMessage["headers"];
@@ -24,7 +24,21 @@ export interface SimResponse {
   body?: unknown;
 }
 
-export type SimHandler = (req: SimRequest) => Promise<SimResponse> | SimResponse;
+/** Returned by a handler to close the socket without writing a response (time-out faults). */
+export const DROP_CONNECTION: unique symbol = Symbol("drop-connection");
+
+/** `signal` aborts when the server is closing, so handlers holding a request can give up. */
+export type SimHandler = (
+  req: SimRequest,
+  signal: AbortSignal,
+) => Promise<SimResponse | typeof DROP_CONNECTION> | SimResponse | typeof DROP_CONNECTION;
+
+export interface SimServerOptions {
+  port?: number;
+  host?: string;
+  /** The body of a 500 when a handler throws (each service has its own error shape). */
+  errorBody?: (message: string) => unknown;
+}
 
 export interface RunningServer {
   url: string;
@@ -63,36 +77,57 @@ function write(res: ServerResponse, out: SimResponse): void {
   res.end(payload);
 }
 
+/** Splits a raw request target without URL parsing, so `//subscriptions/...` stays a path. */
+function splitTarget(target: string): { path: string; query: URLSearchParams } {
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
+  return {
+    path: path === "" ? "/" : path,
+    query: new URLSearchParams(q < 0 ? "" : target.slice(q + 1)),
+  };
+}
+
 /** Starts a simulator on 127.0.0.1. `port` 0 picks a free port. */
 export async function startSimServer(
   handler: SimHandler,
-  port = 0,
-  host = "127.0.0.1",
+  portOrOptions: number | SimServerOptions = 0,
 ): Promise<RunningServer> {
+  const opts: SimServerOptions =
+    typeof portOrOptions === "number" ? { port: portOrOptions } : portOrOptions;
+  const host = opts.host ?? "127.0.0.1";
+  const errorBody = opts.errorBody ?? ((message: string) => ({ message }));
+  const closing = new AbortController();
   const server: Server = createServer((req, res) => {
     void (async () => {
       try {
         const rawBody = await readBody(req);
-        // Prefix the origin by hand: a path starting with "//" must not be read as a host.
-        const url = new URL(`http://localhost${req.url ?? "/"}`);
-        const out = await handler({
-          method: (req.method ?? "GET").toUpperCase(),
-          path: url.pathname,
-          query: url.searchParams,
-          headers: req.headers,
-          rawBody,
-          text: rawBody.toString("utf8"),
-        });
+        const { path, query } = splitTarget(req.url ?? "/");
+        const out = await handler(
+          {
+            method: (req.method ?? "GET").toUpperCase(),
+            path,
+            query,
+            headers: req.headers,
+            rawBody,
+            text: rawBody.toString("utf8"),
+          },
+          closing.signal,
+        );
+        if (out === DROP_CONNECTION) {
+          req.socket.destroy();
+          return;
+        }
         write(res, out);
       } catch (err) {
-        write(res, json(500, { message: err instanceof Error ? err.message : String(err) }));
+        if (res.headersSent || res.destroyed) return;
+        write(res, json(500, errorBody(err instanceof Error ? err.message : String(err))));
       }
     })();
   });
-  server.keepAliveTimeout = 1000;
+  server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => resolve());
+    server.listen(opts.port ?? 0, host, () => resolve());
   });
   const addr = server.address() as AddressInfo;
   return {
@@ -100,6 +135,7 @@ export async function startSimServer(
     port: addr.port,
     close: () =>
       new Promise<void>((resolve) => {
+        closing.abort();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
