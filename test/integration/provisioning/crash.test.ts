@@ -11,6 +11,7 @@ import {
   type Delivery,
   stepLogs,
   type ProvisioningEnv,
+  expectNothingLeft,
 } from "./harness.js";
 
 let env: ProvisioningEnv;
@@ -76,9 +77,7 @@ describe("a crash at any point of a deprovisioning step, then the redelivery", (
         await o.driver.drain();
         expect(o.driver.crashPending).toBe(false);
         expect((await o.instance(ref))?.state).toBe("Deleted");
-        expect(resourcesOf(env.arm, ref)).toEqual([]);
-        expect(deploymentsOf(env.arm, ref)).toEqual([]);
-        expect(dnsOf(env.arm, ref)).toEqual([]);
+        expectNothingLeft(env.arm, ref);
       });
     }
   }

@@ -16,9 +16,9 @@ import {
   deploymentsOf,
   dnsOf,
   provisioningTestDefinitions,
-  resourcesOf,
   startProvisioningEnv,
   type ProvisioningEnv,
+  expectNothingLeft,
 } from "./harness.js";
 import { connectOrg, type ConnectedOrg } from "../../helpers/org.js";
 
@@ -111,9 +111,7 @@ describe("through the Service Bus emulator", () => {
 
     expect((await client.delete(`/api/projects/${ref}/grafana`)).status).toBe(202);
     await waitForState(ref, ["Deleted"]);
-    expect(resourcesOf(env.arm, ref)).toEqual([]);
-    expect(deploymentsOf(env.arm, ref)).toEqual([]);
-    expect(dnsOf(env.arm, ref)).toEqual([]);
+    expectNothingLeft(env.arm, ref);
     const counts = bus.counts(env.services.config.PROVISIONING_QUEUE);
     expect(counts.deadLettered).toBe(0);
   });

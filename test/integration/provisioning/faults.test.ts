@@ -11,6 +11,7 @@ import {
   startProvisioningEnv,
   type Delivery,
   type ProvisioningEnv,
+  expectNothingLeft,
 } from "./harness.js";
 import { parseEvent } from "../../../lib/telemetry.js";
 
@@ -122,9 +123,7 @@ describe("transient ARM failures while deprovisioning", () => {
       expect((await o.client.delete(`/api/projects/${ref}/grafana`)).status).toBe(202);
       await o.driver.drain();
       expect((await o.instance(ref))?.state).toBe("Deleted");
-      expect(resourcesOf(env.arm, ref)).toEqual([]);
-      expect(deploymentsOf(env.arm, ref)).toEqual([]);
-      expect(dnsOf(env.arm, ref)).toEqual([]);
+      expectNothingLeft(env.arm, ref);
     });
   }
 });

@@ -298,6 +298,13 @@ export function dnsOf(arm: ArmSimulator, ref: string) {
   return arm.dnsRecords().filter((r) => r.name === ref);
 }
 
+/** A deprovisioned project left nothing in Azure: no tagged resource, deployment or DNS record. */
+export function expectNothingLeft(arm: ArmSimulator, ref: string): void {
+  expect(resourcesOf(arm, ref)).toEqual([]);
+  expect(deploymentsOf(arm, ref)).toEqual([]);
+  expect(dnsOf(arm, ref)).toEqual([]);
+}
+
 /** Every entity of every table (of this test platform's prefix), as one JSON string. */
 export async function allTableRows(services: Services): Promise<string> {
   const rows: unknown[] = [];

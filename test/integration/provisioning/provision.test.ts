@@ -10,6 +10,7 @@ import {
   startProvisioningEnv,
   stepLogs,
   type ProvisioningEnv,
+  expectNothingLeft,
 } from "./harness.js";
 
 let env: ProvisioningEnv;
@@ -127,9 +128,7 @@ describe("provisioning through the routes and the consumers", () => {
     const after = await o.instance(ref);
     expect(after?.state).toBe("Deleted");
     expect(after?.passwordSecret).toBeUndefined();
-    expect(resourcesOf(env.arm, ref)).toEqual([]);
-    expect(deploymentsOf(env.arm, ref)).toEqual([]);
-    expect(dnsOf(env.arm, ref)).toEqual([]);
+    expectNothingLeft(env.arm, ref);
     expect(env.platform.gateway?.routes().has(`${ref}.${env.services.config.GRAFANA_DOMAIN}`)).toBe(
       false,
     );

@@ -7,6 +7,7 @@ import {
   startProvisioningEnv,
   type OrgEnv,
   type ProvisioningEnv,
+  expectNothingLeft,
 } from "./harness.js";
 
 let env: ProvisioningEnv;
@@ -24,9 +25,7 @@ async function expectConsistent(o: OrgEnv, ref: string): Promise<string> {
   const host = `${ref}.${env.services.config.GRAFANA_DOMAIN}`;
   expect(["Running", "Deleted"]).toContain(i?.state);
   if (i?.state === "Deleted") {
-    expect(resourcesOf(env.arm, ref)).toEqual([]);
-    expect(deploymentsOf(env.arm, ref)).toEqual([]);
-    expect(dnsOf(env.arm, ref)).toEqual([]);
+    expectNothingLeft(env.arm, ref);
     expect(env.platform.gateway?.routes().has(host)).toBe(false);
   } else {
     expect(resourcesOf(env.arm, ref)).toHaveLength(4);

@@ -11,6 +11,7 @@ import {
   startProvisioningEnv,
   type OrgEnv,
   type ProvisioningEnv,
+  expectNothingLeft,
 } from "./harness.js";
 import { parseEvent } from "../../../lib/telemetry.js";
 
@@ -114,9 +115,7 @@ describe("the reconciler", () => {
     await o.driver.drain();
     const after = await o.instance(ref);
     expect(after).toMatchObject({ state: "Deleted", operationReason: "trial_ended" });
-    expect(resourcesOf(env.arm, ref)).toEqual([]);
-    expect(deploymentsOf(env.arm, ref)).toEqual([]);
-    expect(dnsOf(env.arm, ref)).toEqual([]);
+    expectNothingLeft(env.arm, ref);
     const mails = env.platform.loops?.to(o.email) ?? [];
     expect(mails.at(-1)).toMatchObject({
       transactionalId: env.services.config.LOOPS_TX_INSTANCE_DELETED,
