@@ -7,9 +7,9 @@
 import azureFunctions from "@azure/functions";
 
 import { getConfig } from "../lib/config.js";
-import { queueEntityPath } from "../lib/functions.js";
 import { createServices, type Services } from "../lib/services.js";
 import { allDefinitions } from "./all.js";
+import { registerDefinitions } from "./register.js";
 
 let services: Services | undefined;
 
@@ -19,33 +19,5 @@ function getServices(): Services {
   return services;
 }
 
-const { app } = azureFunctions;
-
-app.setup({ enableHttpStream: false });
-
-for (const def of allDefinitions) {
-  switch (def.kind) {
-    case "http":
-      app.http(def.name, {
-        route: def.route,
-        methods: def.methods,
-        authLevel: def.authLevel,
-        handler: async (req, ctx) => def.handler(req, ctx, getServices()),
-      });
-      break;
-    case "serviceBusQueue":
-      app.serviceBusQueue(def.name, {
-        connection: "ServiceBusConnection",
-        queueName: queueEntityPath(def, `%${def.queueSetting}%`),
-        isSessionsEnabled: def.isSessionsEnabled,
-        handler: async (message, ctx) => def.handler(message, ctx, getServices()),
-      });
-      break;
-    case "timer":
-      app.timer(def.name, {
-        schedule: def.schedule,
-        handler: async (timer, ctx) => def.handler(timer, ctx, getServices()),
-      });
-      break;
-  }
-}
+azureFunctions.app.setup({ enableHttpStream: false });
+registerDefinitions(allDefinitions, getServices);

@@ -41,6 +41,25 @@ interface DeadLetterEntity {
 const str = (v: unknown, max = 500): string | undefined =>
   typeof v === "string" ? v.slice(0, max) : undefined;
 
+/**
+ * Why a message was dead-lettered. Service Bus keeps the reason and description as application
+ * properties of the dead letter (`DeadLetterReason`, `DeadLetterErrorDescription`); the Functions
+ * host passes them only inside `applicationProperties`, which `@azure/functions` camel-cases.
+ */
+export function deadLetterInfo(ctx: InvocationContext): {
+  deadLetterReason?: string;
+  deadLetterDescription?: string;
+} {
+  const meta = (ctx.triggerMetadata ?? {}) as Record<string, unknown>;
+  const props = (meta.applicationProperties ?? {}) as Record<string, unknown>;
+  const deadLetterReason = str(props.deadLetterReason, 300);
+  const deadLetterDescription = str(props.deadLetterErrorDescription, 500);
+  return {
+    ...(deadLetterReason ? { deadLetterReason } : {}),
+    ...(deadLetterDescription ? { deadLetterDescription } : {}),
+  };
+}
+
 /** Records a dead-lettered message (idempotent: a redelivered dead letter is recorded once). */
 export async function recordDeadLetter(
   services: Services,
@@ -49,8 +68,9 @@ export async function recordDeadLetter(
   ctx: InvocationContext,
 ): Promise<void> {
   const meta = (ctx.triggerMetadata ?? {}) as Record<string, unknown>;
-  const props = (meta.applicationProperties ?? {}) as Record<string, unknown>;
-  const messageId = str(meta.messageId, 200) ?? ctx.invocationId;
+  const messageId =
+    (typeof meta.messageId === "number" ? String(meta.messageId) : str(meta.messageId, 200)) ??
+    ctx.invocationId;
   const id = createHash("sha256").update(messageId).digest("hex").slice(0, 32);
   const entity: DeadLetterEntity = {
     partitionKey: queue,
@@ -60,8 +80,7 @@ export async function recordDeadLetter(
     recordedAt: services.clock.now(),
   };
   const sessionId = str(meta.sessionId, 200);
-  const reason = str(meta.deadLetterReason) ?? str(props.DeadLetterReason);
-  const description = str(meta.deadLetterErrorDescription) ?? str(props.DeadLetterErrorDescription);
+  const { deadLetterReason: reason, deadLetterDescription: description } = deadLetterInfo(ctx);
   if (sessionId) entity.sessionId = sessionId;
   if (reason) entity.reason = reason;
   if (description) entity.description = description;

@@ -1,23 +1,34 @@
 /**
- * Serves the app's function definitions the way the Azure Functions host does, over plain Node:
- * HTTP routes under `/api` with auth levels, Service Bus queue triggers (complete on success,
- * abandon on throw, sessions honoured), timers on their schedule, and the host's admin API
- * `POST /admin/functions/{name}` to run a non-HTTP function now.
+ * Serves an app the way the Azure Functions host does, over plain Node: the functions the worker
+ * indexed (HTTP routes under `/api` with auth levels, Service Bus queue triggers that complete on
+ * success and abandon on a failed invocation with sessions honoured, timers on their schedule)
+ * and the host's admin API `POST /admin/functions/{name}` to run a non-HTTP function now. Every
+ * invocation goes through the worker contract (`local/worker/`) with the host's trigger data.
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
-// @azure/functions is CommonJS without statically detectable named exports: take the default.
-import azureFunctions, { type Cookie, type Timer } from "@azure/functions";
+import type { ServiceBusClient } from "@azure/service-bus";
 
-import { queueEntityPath, type FunctionDefinition, type HttpDefinition } from "../lib/functions.js";
+import type { FunctionDefinition, HttpDefinition } from "../lib/functions.js";
 import type { Services } from "../lib/services.js";
 import { parseSchedule } from "./cron.js";
 import { runQueueTrigger } from "./service-bus/runner.js";
-
-const { HttpRequest, HttpResponse, InvocationContext } = azureFunctions;
+import {
+  bindingString,
+  registerInProcess,
+  type IndexedFunction,
+  type WorkerApp,
+} from "./worker/app.js";
+import {
+  decodeRouteValue,
+  httpTriggerInput,
+  serviceBusTriggerInput,
+  timerTriggerInput,
+  writeHttpResult,
+} from "./worker/host-data.js";
 
 export type LogFn = (level: "info" | "warn" | "error", message: string) => void;
 
@@ -35,6 +46,13 @@ export interface FunctionHostOptions {
   log?: LogFn;
 }
 
+export interface AppHostOptions extends FunctionHostOptions {
+  /** App settings: `%NAME%` in bindings resolves against these. */
+  settings: Readonly<Record<string, unknown>>;
+  /** The host's Service Bus client (the extension's own connection). */
+  serviceBus: () => Promise<ServiceBusClient>;
+}
+
 export interface FunctionHost {
   url: string;
   port: number;
@@ -43,8 +61,8 @@ export interface FunctionHost {
   close(): Promise<void>;
 }
 
-interface CompiledRoute {
-  def: HttpDefinition;
+interface CompiledRoute<T> {
+  def: T;
   regex: RegExp;
   names: string[];
 }
@@ -58,7 +76,7 @@ export type RouteMatch =
 export function createRouter(definitions: readonly FunctionDefinition[]) {
   const routes = definitions
     .filter((d): d is HttpDefinition => d.kind === "http")
-    .map(compileRoute);
+    .map((d) => compileRoute(d, d.route));
   return (method: string, pathname: string): RouteMatch => {
     let matchedPath = false;
     for (const route of routes) {
@@ -69,7 +87,7 @@ export function createRouter(definitions: readonly FunctionDefinition[]) {
       const params: Record<string, string> = {};
       route.names.forEach((n, i) => {
         const v = m[i + 1];
-        if (v !== undefined) params[n] = decodeURIComponent(v);
+        if (v !== undefined) params[n] = decodeRouteValue(v);
       });
       return { kind: "match", def: route.def, params };
     }
@@ -77,9 +95,9 @@ export function createRouter(definitions: readonly FunctionDefinition[]) {
   };
 }
 
-function compileRoute(def: HttpDefinition): CompiledRoute {
+function compileRoute<T>(def: T, route: string): CompiledRoute<T> {
   const names: string[] = [];
-  const pattern = def.route
+  const pattern = route
     .split("/")
     .map((segment) => {
       const m = /^\{(\*?)([A-Za-z_]\w*)(?::(\w+))?(\?)?\}$/.exec(segment);
@@ -91,18 +109,6 @@ function compileRoute(def: HttpDefinition): CompiledRoute {
     })
     .join("");
   return { def, regex: new RegExp(`^/api${pattern}/?$`, "i"), names };
-}
-
-export function serializeCookie(c: Cookie): string {
-  const parts = [`${c.name}=${c.value}`];
-  if (c.path) parts.push(`Path=${c.path}`);
-  if (c.domain) parts.push(`Domain=${c.domain}`);
-  if (c.maxAge !== undefined) parts.push(`Max-Age=${c.maxAge}`);
-  if (c.expires) parts.push(`Expires=${new Date(c.expires).toUTCString()}`);
-  if (c.secure) parts.push("Secure");
-  if (c.httpOnly) parts.push("HttpOnly");
-  if (c.sameSite) parts.push(`SameSite=${c.sameSite}`);
-  return parts.join("; ");
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -145,45 +151,97 @@ export function serviceBusHostSettings(file = "host.json"): {
   return out;
 }
 
-export async function startFunctionHost(
-  definitions: readonly FunctionDefinition[],
-  services: Services,
-  opts: FunctionHostOptions,
-): Promise<FunctionHost> {
-  const log: LogFn = opts.log ?? (() => undefined);
-  const route = createRouter(definitions);
-  const byName = new Map(definitions.map((d) => [d.name, d]));
-  const stoppers: Array<() => Promise<void>> = [];
+/** Resolves `%SETTING%` references in a binding value from the app settings, as the host does. */
+export function resolveSettings(
+  value: string,
+  settings: Readonly<Record<string, unknown>>,
+): string {
+  return value.replace(/%([^%]+)%/g, (_, name: string) => {
+    const v = settings[name];
+    if (typeof v !== "string" || v === "") throw new Error(`app setting ${name} is not set`);
+    return v;
+  });
+}
 
-  const context = (functionName: string, triggerMetadata?: Record<string, unknown>) =>
-    new InvocationContext({
-      functionName,
-      invocationId: randomUUID(),
-      ...(triggerMetadata ? { triggerMetadata } : {}),
-      logHandler: (level, ...args) => {
-        const text = args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ");
-        log(
-          level === "error" ? "error" : level === "warning" ? "warn" : "info",
-          `[${functionName}] ${text}`,
-        );
-      },
-    });
+interface HttpFunction {
+  fn: IndexedFunction;
+  methods: string[];
+  authLevel: string;
+}
+
+/** Serves a worker-indexed app (the shipped bundle, or definitions registered in-process). */
+export async function serveApp(app: WorkerApp, opts: AppHostOptions): Promise<FunctionHost> {
+  const log: LogFn = opts.log ?? (() => undefined);
+  const stoppers: Array<() => Promise<void>> = [];
+  const byName = new Map(app.functions.map((f) => [f.name.toLowerCase(), f]));
+  const httpRoutes = app.functions
+    .filter((f) => f.trigger.type === "httpTrigger")
+    .map((fn) =>
+      compileRoute<HttpFunction>(
+        {
+          fn,
+          methods: ((fn.trigger.methods as string[] | undefined) ?? ["GET", "POST"]).map((m) =>
+            m.toUpperCase(),
+          ),
+          authLevel: bindingString(fn.trigger, "authLevel", "function").toLowerCase(),
+        },
+        bindingString(fn.trigger, "route", fn.name),
+      ),
+    );
+
+  const match = (method: string, pathname: string) => {
+    let matchedPath = false;
+    for (const route of httpRoutes) {
+      const m = route.regex.exec(pathname);
+      if (!m) continue;
+      matchedPath = true;
+      if (!route.def.methods.includes(method)) continue;
+      const params: Record<string, string> = {};
+      route.names.forEach((n, i) => {
+        const v = m[i + 1];
+        if (v !== undefined) params[n] = decodeRouteValue(v);
+      });
+      return { kind: "match" as const, route: route.def, params };
+    }
+    return { kind: matchedPath ? ("method_not_allowed" as const) : ("not_found" as const) };
+  };
+
+  const queueBinding = (fn: IndexedFunction) => {
+    const entity = resolveSettings(bindingString(fn.trigger, "queueName"), opts.settings);
+    const deadLetter = entity.endsWith("/$DeadLetterQueue");
+    return {
+      entity,
+      isSessionsEnabled: !deadLetter && fn.trigger.isSessionsEnabled === true,
+    };
+  };
+
+  const scheduleOf = (fn: IndexedFunction) =>
+    parseSchedule(resolveSettings(bindingString(fn.trigger, "schedule"), opts.settings));
 
   async function invoke(name: string, input?: unknown): Promise<void> {
-    const def = byName.get(name);
-    if (!def || def.kind === "http") throw new Error(`no timer or queue function named ${name}`);
-    if (def.kind === "timer") {
-      const timer: Timer = {
-        isPastDue: false,
-        schedule: { adjustForDST: false },
-        scheduleStatus: { last: "", next: "", lastUpdated: "" },
-      };
-      await def.handler(timer, context(name), services);
+    const fn = byName.get(name.toLowerCase());
+    if (!fn || fn.trigger.type === "httpTrigger") {
+      throw new Error(`no timer or queue function named ${name}`);
+    }
+    if (fn.trigger.type === "timerTrigger") {
+      const now = new Date();
+      await app.invoke(
+        fn.name,
+        timerTriggerInput({ bindingName: fn.bindingName, next: scheduleOf(fn).next(now) }),
+      );
     } else {
-      await def.handler(
-        input,
-        context(name, { deliveryCount: 1, messageId: randomUUID() }),
-        services,
+      await app.invoke(
+        fn.name,
+        serviceBusTriggerInput(
+          {
+            body: input,
+            messageId: randomUUID(),
+            deliveryCount: 0,
+            enqueuedTimeUtc: new Date(),
+            contentType: "application/json",
+          },
+          { bindingName: fn.bindingName, isSessionsEnabled: false },
+        ),
       );
     }
   }
@@ -200,7 +258,7 @@ export async function startFunctionHost(
         });
         return;
       }
-      const name = decodeURIComponent(url.pathname.slice("/admin/functions/".length));
+      const name = decodeRouteValue(url.pathname.slice("/admin/functions/".length));
       let input: unknown;
       try {
         input = body.length
@@ -210,18 +268,18 @@ export async function startFunctionHost(
         sendJson(res, 400, { error: { code: "bad_request", message: "Body must be JSON." } });
         return;
       }
-      const def = byName.get(name);
-      if (!def || def.kind === "http") {
+      const fn = byName.get(name.toLowerCase());
+      if (!fn || fn.trigger.type === "httpTrigger") {
         sendJson(res, 404, {
-          error: { code: "not_found", message: `No timer or queue function ${name}.` },
+          error: { code: "not_found", message: "No timer or queue function of that name." },
         });
         return;
       }
       try {
-        await invoke(name, input);
+        await invoke(fn.name, input);
         res.writeHead(202).end();
       } catch (err) {
-        log("error", `[${name}] failed: ${err instanceof Error ? err.message : String(err)}`);
+        log("error", `[${fn.name}] failed: ${err instanceof Error ? err.message : String(err)}`);
         sendJson(res, 500, {
           error: { code: "internal", message: "The function failed; see the host log." },
         });
@@ -231,21 +289,21 @@ export async function startFunctionHost(
 
     if (opts.extraRoutes && (await opts.extraRoutes(req, res, body))) return;
 
-    const match = route(method, url.pathname);
-    if (match.kind !== "match") {
-      sendJson(res, match.kind === "method_not_allowed" ? 405 : 404, {
+    const found = match(method, url.pathname);
+    if (found.kind !== "match") {
+      sendJson(res, found.kind === "method_not_allowed" ? 405 : 404, {
         error:
-          match.kind === "method_not_allowed"
+          found.kind === "method_not_allowed"
             ? { code: "method_not_allowed", message: `${method} is not allowed here.` }
             : { code: "not_found", message: "No such route." },
       });
       return;
     }
-    const { def, params } = match;
-    if (def.authLevel !== "anonymous") {
+    const { route, params } = found;
+    if (route.authLevel !== "anonymous") {
       const key = keyOf(req, url);
       const allowed =
-        def.authLevel === "admin"
+        route.authLevel === "admin"
           ? key === opts.adminKey
           : key === opts.adminKey || key === opts.functionKey;
       if (!allowed) {
@@ -255,33 +313,29 @@ export async function startFunctionHost(
         return;
       }
     }
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) {
-      if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(", ") : v;
-    }
-    const request = new HttpRequest({
-      method,
-      url: url.toString(),
-      headers,
-      params,
-      ...(body.length && method !== "GET" && method !== "HEAD" ? { body: { bytes: body } } : {}),
-    });
     const started = performance.now();
-    const init = await def.handler(request, context(def.name), services);
-    const response = new HttpResponse(init);
-    const outHeaders: Record<string, string | string[]> = {};
-    response.headers.forEach((v, k) => {
-      outHeaders[k] = v;
+    const input = httpTriggerInput({
+      bindingName: route.fn.bindingName,
+      method,
+      url,
+      headers: req.headers,
+      params,
+      body,
     });
-    const cookies = response.cookies.map(serializeCookie);
-    if (cookies.length) outHeaders["set-cookie"] = cookies;
-    const payload = Buffer.from(await response.arrayBuffer());
-    res.writeHead(response.status, outHeaders);
-    res.end(payload);
-    log(
-      "info",
-      `${method} ${url.pathname} ${response.status} ${Math.round(performance.now() - started)}ms`,
-    );
+    let status: number;
+    try {
+      const response = await app.invoke(route.fn.name, input);
+      status = writeHttpResult(res, response.returnValue);
+    } catch (err) {
+      // A failed invocation: the host answers 500 with no body.
+      log(
+        "error",
+        `[${route.fn.name}] invocation failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
+      status = 500;
+      if (!res.headersSent) res.writeHead(500, { "content-length": "0" }).end();
+    }
+    log("info", `${method} ${url.pathname} ${status} ${Math.round(performance.now() - started)}ms`);
   }
 
   const server: Server = createServer((req, res) => {
@@ -303,27 +357,37 @@ export async function startFunctionHost(
   const port = (server.address() as AddressInfo).port;
 
   if (opts.runQueues ?? true) {
-    const client = await services.bus.client();
-    const settings = serviceBusHostSettings();
-    for (const def of definitions) {
-      if (def.kind !== "serviceBusQueue") continue;
-      const runner = runQueueTrigger({
-        client,
-        functionName: def.name,
-        queueName: queueEntityPath(def, services.config[def.queueSetting]),
-        isSessionsEnabled: def.subQueue === "deadLetter" ? false : def.isSessionsEnabled,
-        handler: async (message, ctx) => def.handler(message, ctx, services),
-        log: (level, msg) => log(level, `[${def.name}] ${msg}`),
-        ...settings,
-      });
-      stoppers.push(() => runner.stop());
+    const queueFns = app.functions.filter((f) => f.trigger.type === "serviceBusTrigger");
+    if (queueFns.length) {
+      const client = await opts.serviceBus();
+      const settings = serviceBusHostSettings();
+      for (const fn of queueFns) {
+        const binding = queueBinding(fn);
+        const runner = runQueueTrigger({
+          client,
+          functionName: fn.name,
+          queueName: binding.entity,
+          isSessionsEnabled: binding.isSessionsEnabled,
+          handler: (message) =>
+            app.invoke(
+              fn.name,
+              serviceBusTriggerInput(message, {
+                bindingName: fn.bindingName,
+                isSessionsEnabled: binding.isSessionsEnabled,
+              }),
+            ),
+          log: (level, msg) => log(level, `[${fn.name}] ${msg}`),
+          ...settings,
+        });
+        stoppers.push(() => runner.stop());
+      }
     }
   }
 
   if (opts.runTimers ?? true) {
-    for (const def of definitions) {
-      if (def.kind !== "timer") continue;
-      const schedule = parseSchedule(def.schedule);
+    for (const fn of app.functions) {
+      if (fn.trigger.type !== "timerTrigger") continue;
+      const schedule = scheduleOf(fn);
       let timer: NodeJS.Timeout | undefined;
       let stopped = false;
       let running: Promise<void> = Promise.resolve();
@@ -331,11 +395,11 @@ export async function startFunctionHost(
         if (stopped) return;
         const delay = Math.max(0, schedule.next(new Date()).getTime() - Date.now());
         timer = setTimeout(() => {
-          running = invoke(def.name)
+          running = invoke(fn.name)
             .catch((err: unknown) =>
               log(
                 "error",
-                `[${def.name}] failed: ${err instanceof Error ? err.message : String(err)}`,
+                `[${fn.name}] failed: ${err instanceof Error ? err.message : String(err)}`,
               ),
             )
             .finally(arm);
@@ -362,5 +426,53 @@ export async function startFunctionHost(
       });
       await Promise.allSettled(stoppers.map((s) => s()));
     },
+  };
+}
+
+/** How each queue function binds, as the host prints it (dead letters as `<queue>/$DeadLetterQueue`). */
+export function describeBindings(
+  app: WorkerApp,
+  settings: Readonly<Record<string, unknown>>,
+): string[] {
+  return app.functions.map((fn) => {
+    const t = fn.trigger;
+    if (t.type === "httpTrigger") {
+      const methods = ((t.methods as string[] | undefined) ?? []).join(",");
+      const level = bindingString(t, "authLevel", "function").toLowerCase();
+      return `  http   ${methods.padEnd(12)} /api/${bindingString(t, "route")}${level === "anonymous" ? "" : `  [${level} key]`}`;
+    }
+    if (t.type === "timerTrigger") {
+      return `  timer  ${fn.name} (${bindingString(t, "schedule")})  POST /admin/functions/${fn.name}`;
+    }
+    return `  queue  ${fn.name} <- ${resolveSettings(bindingString(t, "queueName"), settings)}${t.isSessionsEnabled ? " (sessions)" : ""}`;
+  });
+}
+
+/**
+ * Registers definitions from the sources with the given services (through the worker contract,
+ * like the shipped bundle) and serves them: integration tests and tools that need their own
+ * services (a clock, a table prefix, a test nginx).
+ */
+export async function startFunctionHost(
+  definitions: readonly FunctionDefinition[],
+  services: Services,
+  opts: FunctionHostOptions,
+): Promise<FunctionHost> {
+  const app = await registerInProcess(definitions, services, workerLog(opts.log));
+  return serveApp(app, {
+    ...opts,
+    settings: services.config,
+    serviceBus: () => services.bus.client(),
+  });
+}
+
+/** The worker's log lines into the host's log (user logs of invocations at their level). */
+export function workerLog(log: LogFn | undefined) {
+  return (level: string, category: string, message: string) => {
+    if (!log || category.endsWith(":system")) return;
+    const mapped =
+      level === "error" || level === "critical" ? "error" : level === "warning" ? "warn" : "info";
+    const fn = category.split(".Invocation")[0];
+    log(mapped, `[${fn}] ${message}`);
   };
 }

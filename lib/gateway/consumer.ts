@@ -34,6 +34,7 @@ import {
 } from "./nginx.js";
 import { FAILED_MARKER, parseAppliedHash, renderGatewayPushScript } from "./push-script.js";
 import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
+import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
 
 export const GATEWAY_SESSION = "gateway";
@@ -290,12 +291,10 @@ async function saveCoverage(
  * reconciler pushes again); an operator must look at why pushes keep failing. */
 export function reportGatewayDeadLetter(rawBody: unknown, ctx: InvocationContext): void {
   const parsed = gatewayMessageSchema.safeParse(bodyAsJson(rawBody));
-  const meta = (ctx.triggerMetadata ?? {}) as Record<string, unknown>;
-  const props = (meta.applicationProperties ?? {}) as Record<string, unknown>;
-  const reason = [meta.deadLetterReason, props.DeadLetterReason].find((v) => typeof v === "string");
+  const { deadLetterReason } = deadLetterInfo(ctx);
   logEvent(ctx, "error", "gateway message dead-lettered: pushes to the gateway VM keep failing", {
     event: "gateway.dead_letter",
     reason: parsed.success ? parsed.data.reason : undefined,
-    deadLetterReason: typeof reason === "string" ? reason.slice(0, 300) : undefined,
+    deadLetterReason,
   });
 }

@@ -33,6 +33,7 @@ import {
   type ProvisioningMessage,
 } from "./messages.js";
 import { STEPS, type StepEnv, type StepResult } from "./steps.js";
+import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
 
 export const TERMINAL_STATES: readonly InstanceState[] = ["Running", "Deleted", "Failed"];
@@ -355,26 +356,6 @@ export async function syncBilling(
       },
     );
   }
-}
-
-/** Why a message was dead-lettered, from the trigger metadata or the message's properties. */
-export function deadLetterInfo(ctx: InvocationContext): {
-  deadLetterReason?: string;
-  deadLetterDescription?: string;
-} {
-  const meta = (ctx.triggerMetadata ?? {}) as Record<string, unknown>;
-  const props = (meta.applicationProperties ?? {}) as Record<string, unknown>;
-  const pick = (...values: unknown[]) =>
-    values.find((v): v is string => typeof v === "string")?.slice(0, 300);
-  const deadLetterReason = pick(meta.deadLetterReason, props.DeadLetterReason);
-  const deadLetterDescription = pick(
-    meta.deadLetterErrorDescription,
-    props.DeadLetterErrorDescription,
-  );
-  return {
-    ...(deadLetterReason ? { deadLetterReason } : {}),
-    ...(deadLetterDescription ? { deadLetterDescription } : {}),
-  };
 }
 
 /**

@@ -1,16 +1,14 @@
 /**
- * Drives queue-triggered function handlers the way the Azure Functions host does with
- * `autoCompleteMessages: true`: peek-lock receive, a real `InvocationContext` per message,
- * complete on success, abandon on throw (Service Bus redelivers until `maxDeliveryCount`, then
+ * Drives queue-triggered functions the way the Azure Functions host's Service Bus extension does
+ * with `autoCompleteMessages: true`: peek-lock receive, one invocation per message (the caller
+ * turns the message into the extension's trigger data), complete on success, abandon on a failed
+ * invocation (Service Bus redelivers until `maxDeliveryCount`, then
  * dead-letters). Session queues are processed one message at a time per session, in order,
  * with up to `maxConcurrentSessions` sessions at once.
  */
-import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { format } from "node:util";
 
-import functions, { type InvocationContext, type LogLevel } from "@azure/functions";
 import {
   isServiceBusError,
   type ServiceBusClient,
@@ -19,7 +17,8 @@ import {
   type ServiceBusSessionReceiver,
 } from "@azure/service-bus";
 
-export type QueueHandler = (message: unknown, context: InvocationContext) => Promise<unknown>;
+/** Invokes the function for one received message; a rejection is a failed invocation. */
+export type QueueHandler = (message: ServiceBusReceivedMessage) => Promise<unknown>;
 
 export type RunnerLog = (level: "info" | "warn" | "error", msg: string) => void;
 
@@ -47,26 +46,6 @@ export interface QueueTrigger {
 export const SESSION_IDLE_MS = 1000;
 /** Pause before looking for a free session again when none was available. */
 const SESSION_POLL_MS = 250;
-
-const LOG_LEVELS: Partial<Record<LogLevel, "info" | "warn" | "error">> = {
-  trace: "info",
-  debug: "info",
-  information: "info",
-  warning: "warn",
-  error: "error",
-  critical: "error",
-};
-
-/** The body as the host passes it: JSON (or JSON text) parsed, other text as a string. */
-export function triggerBody(body: unknown): unknown {
-  if (!Buffer.isBuffer(body)) return body;
-  const text = body.toString("utf8");
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -101,14 +80,14 @@ class Invoker {
     receiver: ServiceBusReceiver,
     message: ServiceBusReceivedMessage,
   ): Promise<void> {
-    const context = this.contextFor(message);
     try {
-      await this.opts.handler(triggerBody(message.body), context);
+      await this.opts.handler(message);
     } catch (err) {
-      const attempt = String(context.triggerMetadata?.deliveryCount);
+      // The host counts the current delivery; the AMQP header counts earlier ones.
+      const attempt = (message.deliveryCount ?? 0) + 1;
       this.log(
         "warn",
-        `invocation ${context.invocationId} failed (delivery ${attempt}): ${describe(err)}`,
+        `invocation for message ${String(message.messageId)} failed (delivery ${attempt}): ${describe(err)}`,
       );
       await receiver.abandonMessage(message).catch((e: unknown) => {
         this.log("warn", `abandon failed: ${describe(e)}`);
@@ -117,33 +96,6 @@ class Invoker {
     }
     await receiver.completeMessage(message).catch((e: unknown) => {
       this.log("warn", `complete failed: ${describe(e)}`);
-    });
-  }
-
-  private contextFor(message: ServiceBusReceivedMessage): InvocationContext {
-    const applicationProperties = message.applicationProperties ?? {};
-    return new functions.InvocationContext({
-      functionName: this.opts.functionName,
-      invocationId: randomUUID(),
-      triggerMetadata: {
-        messageId: message.messageId,
-        // The host counts the current delivery; the AMQP header counts earlier ones.
-        deliveryCount: (message.deliveryCount ?? 0) + 1,
-        sessionId: message.sessionId,
-        sequenceNumber: message.sequenceNumber?.toNumber(),
-        enqueuedTimeUtc: message.enqueuedTimeUtc?.toISOString(),
-        lockToken: message.lockToken,
-        applicationProperties,
-        userProperties: applicationProperties,
-        ...(message.deadLetterReason ? { deadLetterReason: message.deadLetterReason } : {}),
-        ...(message.deadLetterErrorDescription
-          ? { deadLetterErrorDescription: message.deadLetterErrorDescription }
-          : {}),
-      },
-      logHandler: (level, ...args) => {
-        const mapped = LOG_LEVELS[level];
-        if (mapped) this.log(mapped, format(...args));
-      },
     });
   }
 }

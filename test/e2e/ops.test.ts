@@ -157,16 +157,17 @@ describe("operator routes (/api/ops)", () => {
   it("when a provisioning message was dead-lettered, then it is listed with its reason and replay retries the instance", async () => {
     const ref = org.refs[3]!;
     await failedInstance(ref);
-    const ctx = new TestClient(allDefinitions, platform.services).context(
+    const body = { ref, org: org.slug, operationId: "op-failed", step: "deploy", attempt: 3 };
+    const ctx = await new TestClient(allDefinitions, platform.services).serviceBusContext(
       "provisioningDeadLetter",
       {
+        body,
         messageId: `op-failed:deploy:3:${ref}`,
         sessionId: ref,
-        deliveryCount: 10,
+        deliveryCount: 9,
         deadLetterReason: "MaxDeliveryCountExceeded",
       },
     );
-    const body = { ref, org: org.slug, operationId: "op-failed", step: "deploy", attempt: 3 };
     await recordDeadLetter(platform.services, "provisioning", body, ctx);
     await recordDeadLetter(platform.services, "provisioning", body, ctx); // redelivered: recorded once
 

@@ -9,6 +9,8 @@ import { HttpRequest, HttpResponse, InvocationContext } from "@azure/functions";
 import type { FunctionDefinition } from "../../lib/functions.js";
 import type { Services } from "../../lib/services.js";
 import { createRouter } from "../../local/function-host.js";
+import type { ServiceBusMessageLike } from "../../local/worker/host-data.js";
+import { serviceBusTriggerMetadata } from "../../local/worker/trigger-context.js";
 
 export interface LogLine {
   level: string;
@@ -43,6 +45,18 @@ export class TestClient {
     private readonly services: Services,
   ) {
     this.route = createRouter(definitions);
+  }
+
+  /**
+   * A context for a queue-triggered handler, its trigger metadata built from the message as the
+   * host and `@azure/functions` deliver it in Azure.
+   */
+  async serviceBusContext(
+    functionName: string,
+    message: ServiceBusMessageLike,
+    opts: { isSessionsEnabled?: boolean } = {},
+  ): Promise<InvocationContext> {
+    return this.context(functionName, await serviceBusTriggerMetadata(message, opts));
   }
 
   context(functionName: string, triggerMetadata?: Record<string, unknown>): InvocationContext {

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { listDeadLetters } from "../../../lib/dead-letters.js";
 import { LOCAL } from "../../../local/defaults.js";
 import { startFunctionHost, type FunctionHost } from "../../../local/function-host.js";
 import {
@@ -99,6 +100,16 @@ describe("through the Service Bus emulator", () => {
       .toBe(0);
     expect(hostLog.some((l) => l.startsWith("error") && l.includes("dead-lettered"))).toBe(true);
     expect(deploymentsOf(env.arm, ref)).toEqual([]);
+    // Delivered as the Service Bus extension delivers it (the reason only among the message's
+    // application properties), the operator record still names why it was dead-lettered.
+    const [record] = (await listDeadLetters(env.services, "provisioning")).filter(
+      (d) => d.sessionId === ref,
+    );
+    expect(record).toMatchObject({
+      sessionId: ref,
+      reason: "MaxDeliveryCountExceeded",
+      description: "test",
+    });
   });
 
   it("when a project is provisioned and deleted, then it goes to Running and to Deleted through the queues", async () => {

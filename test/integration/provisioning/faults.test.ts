@@ -229,9 +229,10 @@ describe("failures that end an operation", () => {
     await o.client.put(`/api/projects/${ref}/grafana`);
     const [message] = o.driver.pending;
     if (!message) throw new Error("no message");
-    const ctx = o.client.context("provisioningDeadLetter", {
-      deliveryCount: 10,
-      applicationProperties: { DeadLetterReason: "MaxDeliveryCountExceeded" },
+    const ctx = await o.client.serviceBusContext("provisioningDeadLetter", {
+      body: message.body,
+      deliveryCount: 9,
+      deadLetterReason: "MaxDeliveryCountExceeded",
     });
     expect(await handleProvisioningDeadLetter(env.services, message.body, ctx)).toBe("failed");
     const failed = await o.instance(ref);

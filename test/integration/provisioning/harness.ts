@@ -197,7 +197,9 @@ export class Driver {
           await handleProvisioningDeadLetter(
             this.services,
             d.body,
-            this.client.context("provisioningDeadLetter", {
+            await this.client.serviceBusContext("provisioningDeadLetter", {
+              body: d.body,
+              deliveryCount: d.deliveryCount,
               deadLetterReason: "MaxDeliveryCountExceeded",
             }),
           ).catch(() => undefined);
