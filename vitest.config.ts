@@ -9,6 +9,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: "forks",
     maxWorkers: 2,
+    // The shipped bundle is loaded by Node itself, as the Functions worker loads it.
+    server: { deps: { external: [/\/dist\/[^/]+\.js/] } },
     reporters: ["default"],
   },
 });

@@ -21,3 +21,8 @@ function getServices(): Services {
 
 azureFunctions.app.setup({ enableHttpStream: false });
 registerDefinitions(allDefinitions, getServices);
+
+// The worker is being shut down (scale-in, deployment): close connections cleanly.
+azureFunctions.app.hook.appTerminate(async () => {
+  await services?.close();
+});

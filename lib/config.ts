@@ -54,6 +54,11 @@ const serviceBusFields = {
 const storageFields = {
   StorageConnection: z.string().optional(),
   StorageConnection__tableServiceUri: z.string().optional(),
+  /** Prefix of every table name, so environments can share one storage account. */
+  TABLE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{0,15}$/, "letters and digits, starting with a letter")
+    .optional(),
 };
 
 export const configSchema = z.object({

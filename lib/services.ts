@@ -78,7 +78,9 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     connectionString: config.StorageConnection,
     serviceUri: config.StorageConnection__tableServiceUri,
     credential,
-    ...(overrides.tablePrefix ? { prefix: overrides.tablePrefix } : {}),
+    ...((overrides.tablePrefix ?? config.TABLE_PREFIX)
+      ? { prefix: overrides.tablePrefix ?? config.TABLE_PREFIX }
+      : {}),
   });
   const bus = createBus({
     connectionString: config.ServiceBusConnection,

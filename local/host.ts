@@ -1,14 +1,15 @@
 /**
  * `npm start`: the whole backend on a laptop, offline, on embedded defaults.
- * Starts Azurite, the Service Bus emulator and the simulators, then serves every function
- * definition at http://localhost:7071/api/... with queue triggers and timers running.
+ * Builds `dist/` when a source changed, starts Azurite, the Service Bus emulator and the
+ * simulators, then loads the shipped bundle through the Functions worker contract and serves it
+ * at http://localhost:7071/api/... with queue triggers and timers running.
  * Ctrl-C stops everything it started.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 
-import { allDefinitions } from "../functions/all.js";
 import { ConfigError } from "../lib/config.js";
-import { startFunctionHost, type FunctionHost } from "./function-host.js";
+import { ensureBundle, startLocalApp, type LocalApp } from "./app-host.js";
+import { describeBindings } from "./function-host.js";
 import { LOCAL, startPlatform, type Platform } from "./platform.js";
 
 const port = Number(process.env.PORT ?? 7071);
@@ -35,14 +36,14 @@ async function main(): Promise<void> {
   const started = Date.now();
   const publicBaseUrl = process.env.PUBLIC_BASE_URL ?? `http://localhost:${port}`;
   let platform: Platform | undefined;
-  let host: FunctionHost | undefined;
+  let local: LocalApp | undefined;
   let stopping = false;
 
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     say("\nStopping…");
-    await host?.close().catch(() => undefined);
+    await local?.close().catch(() => undefined);
     await platform?.close().catch(() => undefined);
     say("Stopped. Nothing left running.");
     process.exit(code);
@@ -51,12 +52,13 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop(0));
 
   try {
+    ensureBundle(say);
     platform = await startPlatform({
       env: process.env,
       publicBaseUrl,
       ...(process.env.LOCAL_DATA_DIR ? { dataDir: process.env.LOCAL_DATA_DIR } : {}),
     });
-    host = await startFunctionHost(allDefinitions, platform.services, {
+    local = await startLocalApp(platform, {
       port,
       host: process.env.HOST ?? "127.0.0.1",
       adminKey: process.env.LOCAL_ADMIN_KEY ?? LOCAL.adminKey,
@@ -77,21 +79,12 @@ async function main(): Promise<void> {
   say(
     `Supafana local host ready in ${Date.now() - started} ms${platform.config.SANDBOX ? " (sandbox)" : ""}`,
   );
+  const { host, app } = local;
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);
-  say(`  ${"Functions".padEnd(36)} ${host.url}/api`);
+  say(`  ${"Functions (dist/index.js)".padEnd(36)} ${host.url}/api`);
   say("");
-  for (const def of allDefinitions) {
-    if (def.kind === "http")
-      say(
-        `  http   ${def.methods.join(",").padEnd(12)} /api/${def.route}${def.authLevel === "anonymous" ? "" : `  [${def.authLevel} key]`}`,
-      );
-    else if (def.kind === "timer")
-      say(`  timer  ${def.name} (${def.schedule})  POST /admin/functions/${def.name}`);
-    else
-      say(
-        `  queue  ${def.name} <- ${platform.config[def.queueSetting]}${def.isSessionsEnabled ? " (sessions)" : ""}`,
-      );
-  }
+  for (const line of describeBindings(app, platform.config as unknown as Record<string, unknown>))
+    say(line);
   say("");
   say(`Try: curl ${host.url}/api/health`);
   say(`Admin key (local only): ${process.env.LOCAL_ADMIN_KEY ?? LOCAL.adminKey}   Ctrl-C to stop.`);

@@ -212,13 +212,14 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       started.push({ name: "Azure Resource Manager simulator", url: arm.url });
     }
 
+    if (opts.tablePrefix) env.TABLE_PREFIX = opts.tablePrefix;
+
     // Whatever the caller configured wins over the local defaults.
     for (const [k, v] of Object.entries(given)) if (v !== undefined && v.trim() !== "") env[k] = v;
 
     const config = loadConfig(env);
     const services = createServices(config, {
       ...armOverrides,
-      ...(opts.tablePrefix ? { tablePrefix: opts.tablePrefix } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.gatewayHost ? { gatewayHost: opts.gatewayHost } : {}),
     });

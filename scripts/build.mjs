@@ -7,8 +7,11 @@ import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve as resolvePath } from "node:path";
 import { pathToFileURL } from "node:url";
 
+// `--app-only`: just the deployable bundle (what `npm start` rebuilds when sources changed).
+const appOnly = process.argv.includes("--app-only");
+
 rmSync("dist", { recursive: true, force: true });
-rmSync("build", { recursive: true, force: true });
+if (!appOnly) rmSync("build", { recursive: true, force: true });
 
 // zod re-exports every locale as a namespace; the app only ever uses English messages, so the
 // bundle gets a locales module holding just that one (about 250 KiB less to load at start).
@@ -114,6 +117,7 @@ function listTs(dir) {
 }
 
 // Unbundled build (what a plain `tsc` deployment would load), used by the benchmark.
-execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
-  stdio: "inherit",
-});
+if (!appOnly)
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
+    stdio: "inherit",
+  });

@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 
 import type { TestProject } from "vitest/node";
 
+import { ensureBundle } from "../local/app-host.js";
 import { startAzurite } from "../local/azurite.js";
 import { startServiceBusEmulator } from "../local/service-bus/index.js";
 
@@ -34,6 +35,8 @@ function ensureSystemTools(): void {
 
 export default async function setup(project: TestProject) {
   ensureSystemTools();
+  // End-to-end tests run the shipped bundle: build it when a source is newer.
+  ensureBundle((line) => console.log(line));
   const [azurite, bus] = await Promise.all([startAzurite(), startServiceBusEmulator({ port: 0 })]);
   project.provide("storageConnection", azurite.connectionString);
   project.provide("serviceBusConnection", bus.connectionString);

@@ -12,6 +12,7 @@ import type { Services } from "../../lib/services.js";
 import {
   captureRegistrations,
   invokeRegistered,
+  terminateRegistry,
   type RegisteredFunction,
   type Registry,
   type RpcBindingInfo,
@@ -31,6 +32,8 @@ export interface IndexedFunction {
 export interface WorkerApp {
   functions: readonly IndexedFunction[];
   invoke(name: string, input: TriggerInput): Promise<RpcInvocationResponse>;
+  /** What the worker does when the host terminates it (the app's `appTerminate` hooks). */
+  terminate(): Promise<void>;
 }
 
 /** A string property of a binding (route, queueName, schedule, authLevel), if it is one. */
@@ -82,6 +85,7 @@ export function indexRegistry(registry: Registry): WorkerApp {
       if (!fn) throw new Error(`no function named ${name}`);
       return invokeRegistered(registry, fn.registered, input);
     },
+    terminate: () => terminateRegistry(registry),
   };
 }
 

@@ -240,6 +240,11 @@ async function runHooks(registry: Registry, name: string, ctx: Record<string, un
   for (const hook of registry.hooks.filter((h) => h.name === name)) await hook.callback(ctx);
 }
 
+/** Runs the app's `appTerminate` hooks, as the worker does when the host terminates it. */
+export async function terminateRegistry(registry: Registry): Promise<void> {
+  await runHooks(registry, "appTerminate", { hookData: {}, appHookData: {} });
+}
+
 /**
  * Invokes a registered function the way the worker's invocation handler does: the programming
  * model turns the RPC request into the handler's arguments, pre-invocation hooks, the handler,

@@ -56,6 +56,7 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   ServiceBusConnection:
     "connection string: Azure uses ServiceBusConnection__fullyQualifiedNamespace + identity",
   AZURE_CLIENT_ID: "the system-assigned identity is used",
+  TABLE_PREFIX: "one environment per storage account",
   SUPABASE_API_URL: "the public Supabase API",
   LOOPS_API_URL: "the public Loops API",
   STRIPE_API_URL: "the public Stripe API",

@@ -9,7 +9,8 @@ import { recordDeadLetter } from "../../lib/dead-letters.js";
 import { readBilling } from "../../lib/billing/account.js";
 import { createInstance, getInstance, type Instance } from "../../lib/instances/store.js";
 import { LOCAL } from "../../local/defaults.js";
-import { startFunctionHost, type FunctionHost } from "../../local/function-host.js";
+import { startLocalApp, type LocalApp } from "../../local/app-host.js";
+import type { FunctionHost } from "../../local/function-host.js";
 import type { Platform } from "../../local/platform.js";
 import { connectOrg, type ConnectedOrg } from "../helpers/org.js";
 import { TestClient } from "../helpers/client.js";
@@ -20,6 +21,7 @@ const ADMIN = { "x-functions-key": LOCAL.adminKey, "x-ops-actor": "ops-test" };
 describe("operator routes (/api/ops)", () => {
   let platform: Platform;
   let host: FunctionHost;
+  let local: LocalApp;
   let org: ConnectedOrg;
   const call = async (
     method: string,
@@ -61,16 +63,17 @@ describe("operator routes (/api/ops)", () => {
   beforeAll(async () => {
     platform = await startTestPlatform();
     org = await connectOrg(platform.services, platform.supabase!, { projects: 4 });
-    host = await startFunctionHost(allDefinitions, platform.services, {
+    local = await startLocalApp(platform, {
       port: 0,
       adminKey: LOCAL.adminKey,
       functionKey: LOCAL.functionKey,
       runQueues: false,
       runTimers: false,
     });
+    host = local.host;
   });
   afterAll(async () => {
-    await host.close();
+    await local.close();
     await platform.close();
   });
 

@@ -1,21 +1,21 @@
 /**
- * The whole product flow through the local host over HTTP, as a person would do it offline:
+ * The whole product flow through the local host over HTTP, as a person would do it offline,
+ * against the shipped bundle (`dist/`) loaded through the Functions worker contract:
  * connect the org (OAuth), identify yourself with the e-mailed code, provision a project's
  * Grafana and watch it reach Running, pay through the Stripe simulator's hosted checkout, and
  * delete the Grafana again.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { allDefinitions } from "../../functions/all.js";
+import { startLocalApp, type LocalApp } from "../../local/app-host.js";
 import { LOCAL } from "../../local/defaults.js";
-import { startFunctionHost, type FunctionHost } from "../../local/function-host.js";
 import { freePort } from "../../local/ports.js";
 import type { Platform } from "../../local/platform.js";
 import { startTestPlatform } from "../helpers/platform.js";
 
 describe("sandbox flow through the local host", () => {
   let platform: Platform;
-  let host: FunctionHost;
+  let local: LocalApp;
   let base = "";
   const jar = new Map<string, string>();
 
@@ -53,14 +53,14 @@ describe("sandbox flow through the local host", () => {
       deploymentDelayMs: 200,
       stripeWebhookUrl: `${base}/api/webhooks/stripe`,
     });
-    host = await startFunctionHost(allDefinitions, platform.services, {
+    local = await startLocalApp(platform, {
       port,
       adminKey: LOCAL.adminKey,
       functionKey: LOCAL.functionKey,
     });
   });
   afterAll(async () => {
-    await host.close();
+    await local.close();
     await platform.close();
   });
 
