@@ -71,7 +71,7 @@ export async function startLocalApp(
     const app = await loadWorkerApp(opts.entry ?? APP_ENTRY, workerLog(opts.log));
     const host = await serveApp(app, {
       ...opts,
-      settings: platform.config as unknown as Record<string, unknown>,
+      settings: platform.config,
       serviceBus: () => platform.services.bus.client(),
     });
     return {

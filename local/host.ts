@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);
   say(`  ${"Functions (dist/index.js)".padEnd(36)} ${host.url}/api`);
   say("");
-  for (const line of describeBindings(app, platform.config as unknown as Record<string, unknown>))
+  for (const line of describeBindings(app, platform.config))
     say(line);
   say("");
   say(`Try: curl ${host.url}/api/health`);
