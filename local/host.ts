@@ -83,8 +83,7 @@ async function main(): Promise<void> {
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);
   say(`  ${"Functions (dist/index.js)".padEnd(36)} ${host.url}/api`);
   say("");
-  for (const line of describeBindings(app, platform.config))
-    say(line);
+  for (const line of describeBindings(app, platform.config)) say(line);
   say("");
   say(`Try: curl ${host.url}/api/health`);
   say(`Admin key (local only): ${process.env.LOCAL_ADMIN_KEY ?? LOCAL.adminKey}   Ctrl-C to stop.`);
