@@ -75,6 +75,7 @@ function operation(def: HttpDefinition, method: string): Record<string, unknown>
   }
   const errors = new Set(spec.errors);
   if (spec.params || spec.query || spec.body) errors.add(400);
+  if (spec.body) errors.add(413);
   if (method !== "get" && (spec.checkOrigin ?? true)) errors.add(403);
   for (const status of [...errors].sort()) {
     responses[String(status)] ??= {

@@ -12,7 +12,7 @@ import {
   markReplayed,
   type DeadLetterRecord,
 } from "./dead-letters.js";
-import { conflict, notFound } from "./errors.js";
+import { conflict, notFound, statusOf } from "./errors.js";
 import { requestGatewaySync } from "./gateway/consumer.js";
 import {
   getInstance,
@@ -99,7 +99,13 @@ export async function grantFreeInstances(
   org: string,
   count: number,
 ): Promise<void> {
-  await setFreeInstances(services, org, count);
+  try {
+    await setFreeInstances(services, org, count);
+  } catch (err) {
+    // Merging into an org that never connected: there is no installation row to grant on.
+    if (statusOf(err) === 404) throw notFound(`No organization '${org}' has connected.`);
+    throw err;
+  }
   await audit(services, { actor, action: "org.free_instances", target: org, details: { count } });
 }
 

@@ -81,8 +81,25 @@ export async function verifyWebhook(
       "The webhook signature is invalid or its timestamp is too old.",
     );
   }
-  if (typeof event.id !== "string" || !EVENT_ID.test(event.id) || typeof event.type !== "string") {
+  // Signed but not an event (a JSON null, an array, no data.object): refuse it clearly.
+  const shape = event as unknown as {
+    id?: unknown;
+    type?: unknown;
+    data?: { object?: unknown } | null;
+  } | null;
+  if (
+    typeof shape !== "object" ||
+    shape === null ||
+    Array.isArray(shape) ||
+    typeof shape.id !== "string" ||
+    !EVENT_ID.test(shape.id) ||
+    typeof shape.type !== "string"
+  ) {
     throw new AppError(400, "bad_request", "The event has no valid id or type.");
+  }
+  const object = shape.data?.object;
+  if (typeof object !== "object" || object === null || Array.isArray(object)) {
+    throw new AppError(400, "bad_request", "The event has no data.object.");
   }
   return event;
 }
