@@ -10,7 +10,7 @@ export default defineConfig({
     pool: "forks",
     maxWorkers: 2,
     // The shipped bundle is loaded by Node itself, as the Functions worker loads it.
-    server: { deps: { external: [/\/dist\/[^/]+\.js/] } },
+    server: { deps: { external: [/\/dist\/[^/]+\.js/, /supafana-worker\//] } },
     reporters: ["default"],
   },
 });

@@ -4,8 +4,9 @@
  * the host's rules, and each function is invoked through the programming model with trigger data
  * shaped as the host sends it.
  */
+import { cpSync, rmSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { resolve } from "node:path";
 
 import type { FunctionDefinition } from "../../lib/functions.js";
 import type { Services } from "../../lib/services.js";
@@ -91,11 +92,20 @@ export function indexRegistry(registry: Registry): WorkerApp {
 
 let loads = 0;
 
-/** Loads a built app (package.json `main`) as the worker does. */
+/**
+ * Loads a built app (package.json `main`) as the worker does. A second load in the same process
+ * gets a fresh copy of the whole bundle (a new worker process would load every chunk anew; Node
+ * caches modules by URL, so the copy sits in its own folder).
+ */
 export async function loadWorkerApp(entry = "dist/index.js", log?: WorkerLog): Promise<WorkerApp> {
-  const url = pathToFileURL(resolve(entry));
-  // Each load evaluates the entry again (a fresh app), as a new worker process would.
-  if (loads++ > 0) url.searchParams.set("load", String(loads));
+  let file = resolve(entry);
+  if (loads++ > 0) {
+    const copy = resolve("node_modules/.cache/supafana-worker", `${process.pid}-${loads}`);
+    rmSync(copy, { recursive: true, force: true });
+    cpSync(dirname(file), copy, { recursive: true });
+    file = join(copy, basename(file));
+  }
+  const url = pathToFileURL(file);
   const registry = await captureRegistrations(() => import(url.href), log);
   return indexRegistry(registry);
 }

@@ -5,10 +5,7 @@
  *   `GET /api/me` + `GET /api/projects`, back to back);
  * - `GET /api/projects` latency for an org with 100 projects at 50 concurrent requests.
  */
-import { definitions as auth } from "../../functions/auth.js";
-import { definitions as me } from "../../functions/me.js";
-import { definitions as projects } from "../../functions/projects.js";
-import { startFunctionHost } from "../../local/function-host.js";
+import { startLocalApp } from "../../local/app-host.js";
 import { LOCAL } from "../../local/defaults.js";
 import { startPlatform } from "../../local/platform.js";
 import type { SimOrg, SupabaseSimulator } from "../../local/simulators/supabase.js";
@@ -77,13 +74,14 @@ export async function benchConnect(): Promise<Record<string, string | number>> {
   try {
     const supabase = platform.supabase;
     if (!supabase) throw new Error("the Supabase simulator did not start");
-    const host = await startFunctionHost([...auth, ...me, ...projects], platform.services, {
+    const local = await startLocalApp(platform, {
       port: 0,
       adminKey: LOCAL.adminKey,
       functionKey: LOCAL.functionKey,
       runQueues: false,
       runTimers: false,
     });
+    const host = local.host;
     try {
       // 1. Management API calls per page load, one org (the demo org).
       const cookie = await signIn(host.url, supabase, "demo-org");
@@ -119,7 +117,7 @@ export async function benchConnect(): Promise<Record<string, string | number>> {
       figures["GET /api/projects (100 projects) @50 concurrent: throughput"] =
         `${r.rps.toFixed(0)} req/s (${r.requests} requests, ${r.errors} errors, statuses ${JSON.stringify(r.statuses)}, ${supabase.stats().managementCalls - calls} Management API calls)`;
     } finally {
-      await host.close();
+      await local.close();
     }
   } finally {
     await platform.close();

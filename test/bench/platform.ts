@@ -6,8 +6,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 
-import { allDefinitions } from "../../functions/all.js";
-import { startFunctionHost } from "../../local/function-host.js";
+import { startLocalApp } from "../../local/app-host.js";
 import { LOCAL } from "../../local/defaults.js";
 import { startPlatform } from "../../local/platform.js";
 import { fmt, percentile, runLoad } from "./load.js";
@@ -64,13 +63,14 @@ export async function benchPlatform(): Promise<Record<string, string | number>> 
     figures["fresh process start to registered, bundled / unbundled"] =
       `${fmt(bp)} / ${fmt(up)} (${(up / bp).toFixed(1)}x; Node's own start-up included)`;
 
-    const host = await startFunctionHost(allDefinitions, platform.services, {
+    const local = await startLocalApp(platform, {
       port: 0,
       adminKey: LOCAL.adminKey,
       functionKey: LOCAL.functionKey,
       runQueues: false,
       runTimers: false,
     });
+    const host = local.host;
     try {
       await runLoad({ url: `${host.url}/api/health`, concurrency: 50, requests: 500 }); // warm-up
       const r = await runLoad({ url: `${host.url}/api/health`, concurrency: 50, requests: 5000 });
@@ -79,7 +79,7 @@ export async function benchPlatform(): Promise<Record<string, string | number>> 
       figures["GET /api/health @50 concurrent: throughput"] =
         `${r.rps.toFixed(0)} req/s (${r.requests} requests, ${r.errors} errors, statuses ${JSON.stringify(r.statuses)})`;
     } finally {
-      await host.close();
+      await local.close();
     }
   } finally {
     await platform.close();

@@ -10,14 +10,11 @@
  * the real limit a burst of 200 is bound to at least 200 / 120 minutes by Supabase alone (the
  * pipeline then backs off and retries; the figure below reports those calls).
  */
-import { definitions as gatewayDefinitions } from "../../functions/gateway.js";
-import { definitions as grafanaDefinitions } from "../../functions/grafana.js";
-import { definitions as provisioningDefinitions } from "../../functions/provisioning.js";
 import { renderGatewayConfig } from "../../lib/gateway/nginx.js";
 import { GATEWAY_PATHS } from "../../lib/gateway/consumer.js";
 import { listInstances } from "../../lib/instances/store.js";
 import { LOCAL } from "../../local/defaults.js";
-import { startFunctionHost } from "../../local/function-host.js";
+import { startLocalApp } from "../../local/app-host.js";
 import { startPlatform } from "../../local/platform.js";
 import { startSupabaseSimulator } from "../../local/simulators/supabase.js";
 import { connectOrg } from "../helpers/org.js";
@@ -75,20 +72,17 @@ export async function benchProvisioning(
     },
   });
   const services = platform.services;
-  const host = await startFunctionHost(
-    [...grafanaDefinitions, ...provisioningDefinitions, ...gatewayDefinitions],
-    services,
-    {
-      port: 0,
-      adminKey: LOCAL.adminKey,
-      functionKey: LOCAL.functionKey,
-      runQueues: true,
-      runTimers: false,
-      log: (level, msg) => {
-        if (level === "error") console.error(`  host: ${msg}`);
-      },
+  const local = await startLocalApp(platform, {
+    port: 0,
+    adminKey: LOCAL.adminKey,
+    functionKey: LOCAL.functionKey,
+    runQueues: true,
+    runTimers: false,
+    log: (level, msg) => {
+      if (level === "error") console.error(`  host: ${msg}`);
     },
-  );
+  });
+  const host = local.host;
   try {
     const arm = platform.arm;
     if (!arm) throw new Error("the ARM simulator did not start");
@@ -180,7 +174,7 @@ export async function benchProvisioning(
       `${(supa.managementCalls / PROJECTS).toFixed(2)} (${JSON.stringify(supa.byRoute)})`;
     Object.assign(figures, renderFigures());
   } finally {
-    await host.close();
+    await local.close();
     await platform.close();
     await supabase.close();
   }

@@ -7,11 +7,10 @@
  */
 import { pathToFileURL } from "node:url";
 
-import { definitions as webhookDefinitions } from "../../functions/stripe-webhook.js";
 import { readBilling } from "../../lib/billing/account.js";
 import { createCheckout } from "../../lib/billing/checkout.js";
 import { stripeFor } from "../../lib/billing/stripe.js";
-import { startFunctionHost } from "../../local/function-host.js";
+import { startLocalApp } from "../../local/app-host.js";
 import { LOCAL } from "../../local/defaults.js";
 import { startPlatform } from "../../local/platform.js";
 import type { StripeEvent } from "../../local/simulators/stripe.js";
@@ -46,13 +45,14 @@ export async function benchWebhooks(
   const sim = platform.stripe;
   const loops = platform.loops;
   if (!sim || !loops) throw new Error("the Stripe and Loops simulators must run for this bench");
-  const host = await startFunctionHost(webhookDefinitions, services, {
+  const local = await startLocalApp(platform, {
     port: 0,
     adminKey: LOCAL.adminKey,
     functionKey: LOCAL.functionKey,
     runQueues: false,
     runTimers: false,
   });
+  const host = local.host;
   try {
     // Orgs with a paid subscription and a customer e-mail, and a history of events.
     const stripe = await stripeFor(services);
@@ -235,7 +235,7 @@ export async function benchWebhooks(
     figures["no double effect"] = ok ? "yes" : "NO";
     if (!ok) throw new Error(`webhook bench checks failed: ${JSON.stringify(figures)}`);
   } finally {
-    await host.close();
+    await local.close();
     await platform.close();
   }
   return figures;
