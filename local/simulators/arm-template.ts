@@ -33,6 +33,8 @@ export interface TemplateOutput {
 
 export interface ArmTemplate {
   parameters: Record<string, TemplateParameter>;
+  /** Raw variable values (expressions unevaluated). */
+  variables: Record<string, unknown>;
   outputs: Record<string, TemplateOutput>;
 }
 
@@ -54,7 +56,10 @@ export function parseTemplate(json: unknown): ArmTemplate {
   const t = asRecord(json);
   const params = asRecord(t?.parameters ?? {});
   const outputs = asRecord(t?.outputs ?? {});
-  if (!t || !params || !outputs) throw new Error("not an ARM template: parameters/outputs");
+  const variables = asRecord(t?.variables ?? {});
+  if (!t || !params || !outputs || !variables) {
+    throw new Error("not an ARM template: parameters/variables/outputs");
+  }
   const parameters: Record<string, TemplateParameter> = {};
   for (const [name, raw] of Object.entries(params)) {
     const p = asRecord(raw);
@@ -69,7 +74,7 @@ export function parseTemplate(json: unknown): ArmTemplate {
     if (!o || typeof o.type !== "string") throw new Error(`template output '${name}' has no type`);
     outs[name] = o as unknown as TemplateOutput;
   }
-  return { parameters, outputs: outs };
+  return { parameters, variables, outputs: outs };
 }
 
 let grafanaHost: ArmTemplate | undefined;
@@ -225,7 +230,15 @@ export function checkParameters(
         throw new TemplateExpressionError(`The default of parameter '${name}' refers to itself.`);
       }
       evaluating.add(name);
-      v = evaluateValue(p.defaultValue, { ...ctx, parameter: (n) => resolve(canonical(n)) });
+      v = evaluateValue(p.defaultValue, {
+        ...ctx,
+        parameter: (n) => resolve(canonical(n)),
+        variable: (n) => {
+          throw new TemplateExpressionError(
+            `The default value of parameter '${name}' may not use variables ('${n}').`,
+          );
+        },
+      });
       evaluating.delete(name);
     }
     values[name] = v;
@@ -238,7 +251,67 @@ export function checkParameters(
     if (err instanceof TemplateExpressionError) return { ok: false, error: invalid(err.message) };
     throw err;
   }
+  // Variables are evaluated at validation too (this is where the template's own checks fail);
+  // those that read a resource's runtime state are left to the deployment.
+  const scope = templateScope(template, values, { ...ctx, lookup: () => undefined });
+  for (const name of Object.keys(template.variables)) {
+    try {
+      scope.variable(name);
+    } catch (err) {
+      if (err instanceof RuntimeReference) continue;
+      if (err instanceof TemplateExpressionError) {
+        return {
+          ok: false,
+          error: invalid(
+            `The template variable '${name}' is not valid: ${err.message} Please see https://aka.ms/arm-functions for usage details.`,
+          ),
+        };
+      }
+      throw err;
+    }
+  }
   return { ok: true, values };
+}
+
+/** The scope of a template's expressions: its parameters' values and its variables (lazily). */
+function templateScope(
+  template: ArmTemplate,
+  parameters: Record<string, unknown>,
+  ctx: ExpressionContext,
+): Scope {
+  const byLower = new Map(Object.keys(parameters).map((n) => [n.toLowerCase(), n]));
+  const varNames = new Map(Object.keys(template.variables).map((n) => [n.toLowerCase(), n]));
+  const done = new Map<string, unknown>();
+  const evaluating = new Set<string>();
+  const scope: Scope = {
+    ...ctx,
+    parameter: (n) => {
+      const key = byLower.get(n.toLowerCase());
+      if (key === undefined) {
+        throw new TemplateExpressionError(`The template parameter '${n}' is not found.`);
+      }
+      return parameters[key];
+    },
+    variable: (n) => {
+      const key = varNames.get(n.toLowerCase());
+      if (key === undefined) {
+        throw new TemplateExpressionError(`The template variable '${n}' is not found.`);
+      }
+      if (done.has(key)) return done.get(key);
+      if (evaluating.has(key)) {
+        throw new TemplateExpressionError(`The template variable '${key}' refers to itself.`);
+      }
+      evaluating.add(key);
+      try {
+        const v = evaluateValue(template.variables[key], scope);
+        done.set(key, v);
+        return v;
+      } finally {
+        evaluating.delete(key);
+      }
+    },
+  };
+  return scope;
 }
 
 function constraintProblem(name: string, p: TemplateParameter, value: unknown): string | undefined {
@@ -290,17 +363,7 @@ export function evaluateOutputs(
   ctx: ExpressionContext,
 ): Record<string, { type: string; value?: unknown }> {
   const out: Record<string, { type: string; value?: unknown }> = {};
-  const byLower = new Map(Object.keys(parameters).map((n) => [n.toLowerCase(), n]));
-  const scope: Scope = {
-    ...ctx,
-    parameter: (n) => {
-      const key = byLower.get(n.toLowerCase());
-      if (key === undefined) {
-        throw new TemplateExpressionError(`The template parameter '${n}' is not found.`);
-      }
-      return parameters[key];
-    },
-  };
+  const scope = templateScope(template, parameters, ctx);
   for (const [name, o] of Object.entries(template.outputs)) {
     if (isSecureType(o.type)) {
       out[name] = { type: displayType(o.type) };
@@ -319,6 +382,39 @@ export class TemplateExpressionError extends Error {
 
 interface Scope extends ExpressionContext {
   parameter: (name: string) => unknown;
+  variable: (name: string) => unknown;
+  /** Bound lambda variables (`lambdaVariables('i')`). */
+  lambda?: Map<string, unknown>;
+}
+
+/** `reference()` of a resource the deployment has not created yet (only at validation). */
+class RuntimeReference extends TemplateExpressionError {}
+
+interface Lambda {
+  kind: "lambda";
+  names: string[];
+  body: Node;
+  scope: Scope;
+}
+
+function isLambda(v: unknown): v is Lambda {
+  return asRecord(v)?.kind === "lambda" && "body" in (v as object);
+}
+
+function truthy(v: unknown, fn: string): boolean {
+  if (typeof v !== "boolean") {
+    throw new TemplateExpressionError(`The template function '${fn}' expects boolean arguments.`);
+  }
+  return v;
+}
+
+function lengthOf(v: unknown): number {
+  if (typeof v === "string" || Array.isArray(v)) return v.length;
+  const rec = asRecord(v);
+  if (rec) return Object.keys(rec).length;
+  throw new TemplateExpressionError(
+    "The template function 'length' expects a string, array or object.",
+  );
 }
 
 /** Evaluates every `[expression]` string inside a JSON value. */
@@ -472,12 +568,29 @@ function evaluate(node: Node, scope: Scope): unknown {
       );
     }
     case "call":
-      return call(
-        node.name.toLowerCase(),
-        node.args.map((a) => evaluate(a, scope)),
-        scope,
-      );
+      return callLazy(node.name.toLowerCase(), node.args, scope);
   }
+}
+
+/** Functions whose arguments are not all evaluated first: if() and lambda(). */
+function callLazy(name: string, args: Node[], scope: Scope): unknown {
+  if (name === "if") {
+    const [cond, a, b] = args;
+    if (!cond || !a || !b)
+      throw new TemplateExpressionError("The template function 'if' needs 3 arguments.");
+    return truthy(evaluate(cond, scope), name) ? evaluate(a, scope) : evaluate(b, scope);
+  }
+  if (name === "lambda") {
+    const body = args.at(-1);
+    if (!body) throw new TemplateExpressionError("The template function 'lambda' needs a body.");
+    const names = args.slice(0, -1).map((a) => str(evaluate(a, scope), name));
+    return { kind: "lambda", names, body, scope } satisfies Lambda;
+  }
+  return call(
+    name,
+    args.map((a) => evaluate(a, scope)),
+    scope,
+  );
 }
 
 function str(v: unknown, fn: string): string {
@@ -505,6 +618,114 @@ function call(name: string, args: unknown[], scope: Scope): unknown {
   switch (name) {
     case "parameters":
       return scope.parameter(str(args[0], name));
+    case "variables":
+      return scope.variable(str(args[0], name));
+    case "lambdavariables": {
+      const key = str(args[0], name);
+      if (!scope.lambda?.has(key)) {
+        throw new TemplateExpressionError(`The lambda variable '${key}' is not in scope.`);
+      }
+      return scope.lambda.get(key);
+    }
+    case "filter": {
+      const [items, fn] = args;
+      if (!Array.isArray(items) || !isLambda(fn)) {
+        throw new TemplateExpressionError(
+          "The template function 'filter' expects an array and a lambda.",
+        );
+      }
+      return items.filter((item) =>
+        truthy(
+          evaluate(fn.body, {
+            ...fn.scope,
+            lambda: new Map([...(fn.scope.lambda ?? []), [fn.names[0] ?? "", item]]),
+          }),
+          name,
+        ),
+      );
+    }
+    case "range": {
+      const [start, count] = args;
+      if (typeof start !== "number" || typeof count !== "number" || count < 0) {
+        throw new TemplateExpressionError(
+          "The template function 'range' expects a start and a count.",
+        );
+      }
+      return Array.from({ length: count }, (_, i) => start + i);
+    }
+    case "length":
+      return lengthOf(args[0]);
+    case "empty":
+      return args[0] === null || args[0] === undefined || lengthOf(args[0]) === 0;
+    case "equals":
+      return JSON.stringify(args[0]) === JSON.stringify(args[1]);
+    case "and":
+      return args.every((a) => truthy(a, name));
+    case "or":
+      return args.some((a) => truthy(a, name));
+    case "not":
+      return !truthy(args[0], name);
+    case "contains": {
+      const [container, item] = args;
+      if (typeof container === "string") return container.includes(str(item, name));
+      if (Array.isArray(container)) {
+        return container.some((x) => JSON.stringify(x) === JSON.stringify(item));
+      }
+      const rec = asRecord(container);
+      if (rec)
+        return Object.keys(rec).some((k) => k.toLowerCase() === str(item, name).toLowerCase());
+      throw new TemplateExpressionError(
+        "The template function 'contains' expects a string, array or object.",
+      );
+    }
+    case "substring": {
+      const s = str(args[0], name);
+      const start = typeof args[1] === "number" ? args[1] : 0;
+      const len = typeof args[2] === "number" ? args[2] : s.length - start;
+      if (start < 0 || len < 0 || start + len > s.length) {
+        throw new TemplateExpressionError(
+          "The template function 'substring' was given an index or length outside the string.",
+        );
+      }
+      return s.slice(start, start + len);
+    }
+    case "int": {
+      const v = args[0];
+      if (typeof v === "number" && Number.isInteger(v)) return v;
+      if (typeof v === "string" && /^[+-]?\d+$/.test(v.trim())) return Number(v);
+      throw new TemplateExpressionError(
+        "The template language function 'int' was invoked with a parameter that is not valid. The value cannot be converted to the target type.",
+      );
+    }
+    case "union": {
+      if (args.every(Array.isArray)) {
+        const out: unknown[] = [];
+        for (const x of (args as unknown[][]).flat()) {
+          if (!out.some((y) => JSON.stringify(y) === JSON.stringify(x))) out.push(x);
+        }
+        return out;
+      }
+      const out: Record<string, unknown> = {};
+      for (const a of args) {
+        const rec = asRecord(a);
+        if (!rec)
+          throw new TemplateExpressionError(
+            "The template function 'union' expects objects or arrays.",
+          );
+        Object.assign(out, rec);
+      }
+      return out;
+    }
+    case "createobject": {
+      if (args.length % 2 !== 0) {
+        throw new TemplateExpressionError(
+          "The template function 'createObject' needs key/value pairs.",
+        );
+      }
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < args.length; i += 2) out[str(args[i], name)] = args[i + 1];
+      return out;
+    }
     case "format":
       return dotnetFormat(str(args[0], name), args.slice(1));
     case "concat":
@@ -558,7 +779,7 @@ function call(name: string, args: unknown[], scope: Scope): unknown {
       const full = typeof args[2] === "string" && args[2].toLowerCase() === "full";
       const resource = scope.lookup?.(id);
       if (!resource) {
-        throw new TemplateExpressionError(`The Resource '${id}' was not found.`);
+        throw new RuntimeReference(`The Resource '${id}' was not found.`);
       }
       return full ? resource : (asRecord(resource.properties) ?? {});
     }

@@ -87,6 +87,16 @@ describe("the compiled Grafana host template as the simulator's contract", () =>
 
   const bad: Array<[string, (p: Record<string, unknown>) => void, RegExp]> = [
     [
+      "a 20-character ref with a digit (the template's own check)",
+      (p) => (p.projectRef = { value: "abcdefghijklmnopqrs1" }),
+      /The template variable 'validRef' is not valid: The template language function 'int' was invoked/,
+    ],
+    [
+      "a 20-character ref in upper case",
+      (p) => (p.projectRef = { value: "ABCDEFGHIJKLMNOPQRST" }),
+      /The template variable 'validRef' is not valid/,
+    ],
+    [
       "an unknown parameter",
       (p) => (p.grafanaAdminPassword = { value: "x" }),
       /The template parameters 'grafanaAdminPassword' in the parameters file are not valid; they are not present in the original template.*'projectRef, vmName, location/,
@@ -204,7 +214,27 @@ describe("the compiled Grafana host template as the simulator's contract", () =>
   });
 
   it("when expressions use escapes, child resource ids or unknown functions, then they evaluate as ARM's or fail by name", () => {
-    const scope = { ...ctx, parameter: (n: string) => (n === "n" ? "x" : undefined) };
+    const scope = {
+      ...ctx,
+      parameter: (n: string) => (n === "n" ? "x" : undefined),
+      variable: (n: string) => (n === "v" ? { a: [1, 2] } : undefined),
+    };
+    expect(
+      evaluateString(
+        "[filter(range(0, 4), lambda('i', not(equals(lambdaVariables('i'), 1))))]",
+        scope,
+      ),
+    ).toEqual([0, 2, 3]);
+    expect(
+      evaluateString("[union(variables('v'), createObject('b', length('abc')))]", scope),
+    ).toEqual({ a: [1, 2], b: 3 });
+    // if() evaluates only the branch it takes, as ARM's does.
+    expect(
+      evaluateString("[if(contains('abc', 'b'), substring('xyz', 1, 1), int('no'))]", scope),
+    ).toBe("y");
+    expect(() => evaluateString("[int('no')]", scope)).toThrow(
+      /'int' was invoked with a parameter that is not valid/,
+    );
     expect(evaluateString("[[not an expression]", scope)).toBe("[not an expression]");
     expect(evaluateString("[format('{{{0}}}-''q''', parameters('n'))]", scope)).toBe("{x}-'q'");
     expect(evaluateString("[resourceId('Microsoft.Web/sites/config', 'app', 'web')]", scope)).toBe(
