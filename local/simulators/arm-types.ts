@@ -40,7 +40,7 @@ export interface SimDeployment {
   parameters: Record<string, unknown>;
   tags?: Record<string, string>;
   provisioningState: SimProvisioningState;
-  outputs?: Record<string, { type: string; value: unknown }>;
+  outputs?: Record<string, { type: string; value?: unknown }>;
   error?: ArmErrorBody;
   /** Accepted PUTs (200/201). */
   puts: number;

@@ -32,6 +32,17 @@ import type {
   SimResource,
   SimRunCommand,
 } from "./arm-types.js";
+import {
+  checkParameters,
+  displayType,
+  evaluateOutputs,
+  grafanaHostTemplate,
+  isSecureType,
+  parseTemplate,
+  TemplateExpressionError,
+  type ArmTemplate,
+  type ExpressionContext,
+} from "./arm-template.js";
 
 export { armSimulatorHttpClient } from "./arm-http.js";
 export type * from "./arm-types.js";
@@ -67,7 +78,7 @@ interface DeploymentRun {
   correlationId: string;
   failure?: ArmErrorBody;
   error?: ArmErrorBody;
-  outputs?: Record<string, { type: string; value: unknown }>;
+  outputs?: Record<string, { type: string; value?: unknown }>;
   outputResources?: string[];
 }
 
@@ -78,6 +89,9 @@ interface StoredDeployment {
   mode: string;
   templateLink?: Record<string, unknown>;
   parameters: Record<string, unknown>;
+  /** The template the last accepted PUT was checked against, and its parameters' values. */
+  template: ArmTemplate;
+  effective: Record<string, unknown>;
   tags?: Record<string, string>;
   puts: number;
   history: SimDeploymentPut[];
@@ -465,8 +479,29 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
   // ----- deployments --------------------------------------------------------------------------
 
   function param(d: StoredDeployment, name: string): unknown {
-    const entry = Object.entries(d.parameters).find(([k]) => lower(k) === lower(name));
-    return asRecord(entry?.[1])?.value;
+    return Object.entries(d.effective).find(([k]) => lower(k) === lower(name))?.[1];
+  }
+
+  /** What template expressions see of a resource group: the simulated resources. */
+  function expressionContext(rg: string): ExpressionContext {
+    return {
+      subscriptionId: sub,
+      resourceGroup: rg,
+      location: defaultLocation,
+      lookup: (id) => {
+        const r = resources.get(lower(id));
+        return r
+          ? {
+              id: r.id,
+              name: r.name,
+              type: r.type,
+              location: r.location,
+              tags: r.tags,
+              properties: r.properties,
+            }
+          : undefined;
+      },
+    };
   }
 
   function allocateIp(ref: string): string | undefined {
@@ -595,10 +630,14 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       },
     }));
     run.outputResources = [vm.id, nic.id, osDisk.id, dataDisk.id];
-    return {
-      privateIpAddress: { type: "String", value: ip },
-      vmName: { type: "String", value: vmName },
-    };
+    // The template's declared outputs, evaluated against what was just created.
+    try {
+      return evaluateOutputs(d.template, d.effective, expressionContext(rg));
+    } catch (err) {
+      if (!(err instanceof TemplateExpressionError)) throw err;
+      run.failure = { code: "InvalidTemplate", message: err.message };
+      return undefined;
+    }
   }
 
   function finish(d: StoredDeployment, now: number): void {
@@ -620,14 +659,27 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     }
   }
 
-  function renderParameters(params: Record<string, unknown>): Record<string, unknown> {
+  /** Every template parameter with its effective value and declared type; secure ones without value. */
+  function renderParameters(d: StoredDeployment): Record<string, unknown> {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(params)) {
-      const entry = asRecord(v);
-      if (secureParameters.has(lower(k)) || entry?.reference !== undefined) {
-        out[k] = { type: "SecureString" };
+    for (const [k, value] of Object.entries(d.effective)) {
+      const declared = d.template.parameters[k]?.type;
+      const given = asRecord(
+        Object.entries(d.parameters).find(([g]) => lower(g) === lower(k))?.[1],
+      );
+      if (
+        (declared !== undefined && isSecureType(declared)) ||
+        secureParameters.has(lower(k)) ||
+        given?.reference !== undefined
+      ) {
+        out[k] = {
+          type:
+            declared !== undefined && isSecureType(declared)
+              ? displayType(declared)
+              : "SecureString",
+        };
       } else {
-        out[k] = { type: jsonType(entry?.value), value: entry?.value };
+        out[k] = { type: declared !== undefined ? displayType(declared) : jsonType(value), value };
       }
     }
     return out;
@@ -637,7 +689,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     const run = d.run;
     const properties: Record<string, unknown> = {
       ...(d.templateLink ? { templateLink: d.templateLink } : {}),
-      parameters: renderParameters(d.parameters),
+      parameters: renderParameters(d),
       mode: d.mode,
       provisioningState: run.state,
       timestamp: nowIso(run.endedAt ?? run.startedAt),
@@ -1174,15 +1226,20 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       );
     }
     const parameters = asRecord(props.parameters) ?? {};
-    const refEntry = Object.entries(parameters).find(([k]) => lower(k) === "projectref");
-    const ref = asString(asRecord(refEntry?.[1])?.value);
-    if (ref === undefined || ref === "") {
+    // Checked as ARM does, against the compiled template (an inline one, or the Grafana host's).
+    let template: ArmTemplate;
+    try {
+      template =
+        props.template !== undefined ? parseTemplate(props.template) : grafanaHostTemplate();
+    } catch (err) {
       return armError(
         400,
         "InvalidTemplate",
-        "Deployment template validation failed: 'The value for the template parameter 'projectRef' is not provided. Please see https://aka.ms/arm-create-parameter-file for usage details.'.",
+        `Deployment template parse failed: '${String(err)}'.`,
       );
     }
+    const checked = checkParameters(template, parameters, expressionContext(rg));
+    if (!checked.ok) return json(400, { error: checked.error });
     const tagsIn = asRecord(body.tags);
     const tags = tagsIn
       ? Object.fromEntries(Object.entries(tagsIn).map(([k, v]) => [k, toText(v)]))
@@ -1226,12 +1283,16 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       resourceGroup: rg,
       mode,
       parameters,
+      template,
+      effective: checked.values,
       puts: 0,
       history: [],
       run,
     };
     d.mode = mode;
     d.parameters = parameters;
+    d.template = template;
+    d.effective = checked.values;
     if (templateLink) d.templateLink = templateLink;
     else delete d.templateLink;
     if (tags) d.tags = tags;

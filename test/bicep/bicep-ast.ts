@@ -1,7 +1,9 @@
 /**
- * Reads the project's Bicep with tree-sitter-bicep (WebAssembly), the only Bicep parser that runs
- * on this machine: the real compiler needs a download. It checks syntax only (no types, no API
- * versions); the contract tests walk the tree for declarations, decorators and property values.
+ * Reads the project's Bicep source with tree-sitter-bicep (WebAssembly) for the contract tests of
+ * main.bicep and its modules: they walk the tree for declarations, decorators and property values
+ * (app settings, tables, roles, NSG rules, descriptions), which the tests read without the .NET
+ * Bicep CLI. Syntax, types, API versions and parameter files are checked by the real compiler
+ * (`npm run bicep:check`); the Grafana host's contract is read from its compiled template.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -36,26 +38,6 @@ export function parse(parser: Parser, text: string): Node {
   const tree = parser.parse(text);
   if (!tree) throw new Error("tree-sitter returned no tree");
   return tree.rootNode;
-}
-
-/** `line:col` (1-based) of every ERROR and MISSING node, with a hint of what is there. */
-export function syntaxProblems(root: Node): string[] {
-  const problems: string[] = [];
-  const visit = (node: Node): void => {
-    const at = `${node.startPosition.row + 1}:${node.startPosition.column + 1}`;
-    if (node.isMissing) {
-      problems.push(`${at} missing ${node.type}`);
-    } else if (node.type === "ERROR") {
-      problems.push(
-        `${at} unexpected ${JSON.stringify(node.text.split("\n")[0]?.slice(0, 40) ?? "")}`,
-      );
-    }
-    if (node.hasError || node.isMissing) {
-      for (const child of node.children) visit(child);
-    }
-  };
-  visit(root);
-  return problems;
 }
 
 /** Files under `dir` (recursively) whose names end with `suffix`, as absolute paths, sorted. */

@@ -114,7 +114,6 @@ const GUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi
 let parser: Parser;
 let files: BicepFile[];
 let main: BicepFile;
-let host: BicepFile;
 const byPath = (p: string) => {
   const f = files.find((x) => rel(x.path) === p);
   if (!f) throw new Error(`no ${p}`);
@@ -125,7 +124,6 @@ beforeAll(async () => {
   parser = await bicepParser();
   files = filesUnder(BICEP_DIR, ".bicep").map((p) => loadBicep(parser, p));
   main = byPath("bicep/main.bicep");
-  host = byPath("bicep/grafana-host.bicep");
 });
 
 function appSettings(): Map<string, Node> {
@@ -394,86 +392,169 @@ describe("tables and queues", () => {
   });
 });
 
-describe("Grafana host template spec (grafana-host.bicep)", () => {
+/**
+ * The Grafana host template as ARM receives it: bicep/compiled/grafana-host.json, the output of
+ * `bicep build` (kept fresh by `npm run bicep:check`), which the ARM simulator also enforces.
+ */
+interface CompiledResource {
+  type: string;
+  apiVersion: string;
+  name: string;
+  scope?: string;
+  location?: string;
+  tags?: unknown;
+  sku?: Record<string, unknown>;
+  properties: Record<string, unknown>;
+  dependsOn?: string[];
+}
+interface CompiledTemplate {
+  metadata: { _generator: { name: string; version: string } };
+  parameters: Record<
+    string,
+    { type: string; defaultValue?: unknown; minLength?: number; maxLength?: number }
+  >;
+  variables: Record<string, string>;
+  resources: CompiledResource[];
+  outputs: Record<string, { type: string; value: string }>;
+}
+const compiledHost = JSON.parse(
+  readFileSync(join(BICEP_DIR, "compiled/grafana-host.json"), "utf8"),
+) as CompiledTemplate;
+
+/** A value at a dotted path (`a.b.0.c`) of a compiled resource. */
+function pick(v: unknown, path: string): unknown {
+  let cur = v;
+  for (const k of path.split(".")) {
+    if (typeof cur !== "object" || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[k];
+  }
+  return cur;
+}
+
+describe("Grafana host template spec (bicep/compiled/grafana-host.json)", () => {
+  // What lib/azure/arm.ts putDeployment passes, with ARM's types (cloudInit is a securestring).
   const contract: Record<string, { type: string; required: boolean }> = {
     projectRef: { type: "string", required: true },
     vmName: { type: "string", required: false },
     location: { type: "string", required: false },
     vmSize: { type: "string", required: false },
     subnetId: { type: "string", required: true },
-    cloudInit: { type: "string", required: true },
+    cloudInit: { type: "securestring", required: true },
     adminSshPublicKey: { type: "string", required: true },
     dataDiskSizeGB: { type: "int", required: false },
     tags: { type: "object", required: false },
   };
+  const params = compiledHost.parameters;
+  const resources = (type: string) => compiledHost.resources.filter((r) => r.type === type);
+
+  it("when the compiled template is read, then it was produced by the Bicep compiler", () => {
+    expect(compiledHost.metadata._generator.name).toBe("bicep");
+  });
 
   it("when its parameters are read, then they match the contract the provisioning code passes", () => {
     for (const [name, want] of Object.entries(contract)) {
-      const p = host.param(name);
-      expect(p.type, name).toBe(want.type);
-      expect(p.defaultValue === undefined, `${name} required`).toBe(want.required);
+      expect(params[name]?.type, name).toBe(want.type);
+      expect(params[name]?.defaultValue === undefined, `${name} required`).toBe(want.required);
     }
     // Extra parameters must be optional, or the app's deployments would fail.
-    for (const p of host.params) {
-      if (!(p.name in contract))
-        expect(p.defaultValue, `${p.name} must have a default`).toBeDefined();
+    for (const [name, p] of Object.entries(params)) {
+      if (!(name in contract)) expect(p.defaultValue, `${name} must have a default`).toBeDefined();
     }
-    expect(host.param("vmName").defaultValue?.text).toBe("'grafana-${projectRef}'");
-    expect(host.param("dataDiskSizeGB").defaultValue?.text).toBe("16");
-    expect(stringValue(host.param("vmSize").defaultValue)).toMatch(/^Standard_/);
-    expect(hasDecorator(host.param("cloudInit"), "secure")).toBe(true);
-    expect(decoratorArg(host.param("projectRef"), "minLength")?.text).toBe("20");
-    expect(decoratorArg(host.param("projectRef"), "maxLength")?.text).toBe("20");
-    // No regex constraint in Bicep: the template fails the deployment itself for a bad ref.
-    expect(host.variable("validRef").text).toContain("refIsValid ? projectRef");
+    expect(params.vmName?.defaultValue).toBe("[format('grafana-{0}', parameters('projectRef'))]");
+    expect(params.dataDiskSizeGB?.defaultValue).toBe(16);
+    expect(params.vmSize?.defaultValue).toMatch(/^Standard_/);
+    expect(params.projectRef).toMatchObject({ minLength: 20, maxLength: 20 });
+    // The only secure parameter is the cloud-init.
+    expect(Object.keys(params).filter((n) => /^secure/i.test(params[n]?.type ?? ""))).toEqual([
+      "cloudInit",
+    ]);
+    // No regex constraint in ARM: the template fails the deployment itself for a bad ref.
+    expect(compiledHost.variables.validRef).toBe(
+      "[if(variables('refIsValid'), parameters('projectRef'), string(int('projectRef must match ^[a-z]{20}$')))]",
+    );
   });
 
-  it("when its outputs are read, then they are privateIpAddress and vmName, both strings", () => {
-    expect(host.outputs.map((o) => [o.name, o.type])).toEqual([
+  it("when its outputs are read, then they are privateIpAddress (the NIC's) and vmName, both strings", () => {
+    expect(Object.entries(compiledHost.outputs).map(([n, o]) => [n, o.type])).toEqual([
       ["privateIpAddress", "string"],
       ["vmName", "string"],
     ]);
+    expect(compiledHost.outputs.privateIpAddress?.value).toMatch(
+      /^\[reference\(resourceId\('Microsoft\.Network\/networkInterfaces', format\('\{0\}-nic', parameters\('vmName'\)\)\), '[\d-]+'\)\.ipConfigurations\[0\]\.properties\.privateIPAddress\]$/,
+    );
+  });
+
+  it("when the cloud-init is used, then only once, base64-encoded as the VM's customData", () => {
+    const text = JSON.stringify(compiledHost.resources);
+    expect(text.split("parameters('cloudInit')")).toHaveLength(2);
+    const vm = resources("Microsoft.Compute/virtualMachines")[0];
+    expect(pick(vm, "properties.osProfile.customData")).toBe("[base64(parameters('cloudInit'))]");
+    expect(JSON.stringify(compiledHost.outputs)).not.toContain("cloudInit");
+    expect(JSON.stringify(compiledHost.variables)).not.toContain("cloudInit");
   });
 
   it("when its resources are read, then names, disks, image, tags and networking follow the contract", () => {
-    const nic = host.resourcesOfType("Microsoft.Network/networkInterfaces")[0];
-    const vm = host.resourcesOfType("Microsoft.Compute/virtualMachines")[0];
-    const disks = host.resourcesOfType("Microsoft.Compute/disks");
-    expect(at(nic?.body, "name")?.text).toBe("'${vmName}-nic'");
-    expect(nic?.body?.text).not.toContain("publicIPAddress");
-    expect(at(vm?.body, "name")?.text).toBe("vmName");
-    const data = disks.find((d) => at(d.body, "name")?.text === "'${vmName}-data'");
-    expect(data).toBeDefined();
-    expect(at(data?.body, "properties.diskSizeGB")?.text).toBe("dataDiskSizeGB");
-    expect(at(vm?.body, "properties.storageProfile.osDisk.name")?.text).toBe("'${vmName}-osdisk'");
-
-    const dataDisks = at(vm?.body, "properties.storageProfile.dataDisks");
-    const attached = dataDisks?.namedChildren[0];
-    expect(dataDisks?.namedChildren).toHaveLength(1);
-    expect(at(attached, "lun")?.text).toBe("0");
-    expect(stringValue(at(attached, "deleteOption"))).toBe("Detach");
-    expect(at(attached, "managedDisk.id")?.text).toBe("dataDisk.id");
-
-    const image = at(vm?.body, "properties.storageProfile.imageReference");
-    expect(stringValue(at(image, "publisher"))).toBe("Canonical");
-    expect(stringValue(at(image, "offer"))).toBe("ubuntu-24_04-lts");
-    expect(at(vm?.body, "properties.osProfile.customData")?.text).toBe("base64(cloudInit)");
-    expect(
-      at(vm?.body, "properties.osProfile.linuxConfiguration.disablePasswordAuthentication")?.text,
-    ).toBe("true");
-    expect(at(vm?.body, "properties.diagnosticsProfile.bootDiagnostics.enabled")?.text).toBe(
-      "true",
+    expect(compiledHost.resources.map((r) => r.type)).toEqual([
+      "Microsoft.Network/networkInterfaces",
+      "Microsoft.Compute/disks",
+      "Microsoft.Compute/virtualMachines",
+      "Microsoft.Resources/tags",
+    ]);
+    const [nic] = resources("Microsoft.Network/networkInterfaces");
+    const [vm] = resources("Microsoft.Compute/virtualMachines");
+    const [data] = resources("Microsoft.Compute/disks");
+    expect(nic?.name).toBe("[format('{0}-nic', parameters('vmName'))]");
+    expect(JSON.stringify(nic)).not.toContain("publicIPAddress");
+    expect(pick(nic, "properties.ipConfigurations.0.properties.subnet.id")).toBe(
+      "[parameters('subnetId')]",
     );
-    expect(
-      at(vm?.body, "properties.diagnosticsProfile.bootDiagnostics.storageUri"),
-    ).toBeUndefined();
+    expect(vm?.name).toBe("[parameters('vmName')]");
+    expect(data?.name).toBe("[format('{0}-data', parameters('vmName'))]");
+    expect(pick(data, "properties.diskSizeGB")).toBe("[parameters('dataDiskSizeGB')]");
+    expect(pick(data, "properties.creationData.createOption")).toBe("Empty");
+    expect(pick(vm, "properties.storageProfile.osDisk.name")).toBe(
+      "[format('{0}-osdisk', parameters('vmName'))]",
+    );
+
+    const dataDisks = pick(vm, "properties.storageProfile.dataDisks") as unknown[];
+    expect(dataDisks).toHaveLength(1);
+    expect(dataDisks[0]).toMatchObject({
+      lun: 0,
+      createOption: "Attach",
+      deleteOption: "Detach",
+      managedDisk: {
+        id: "[resourceId('Microsoft.Compute/disks', format('{0}-data', parameters('vmName')))]",
+      },
+    });
+    expect(vm?.dependsOn).toEqual(
+      expect.arrayContaining([
+        "[resourceId('Microsoft.Compute/disks', format('{0}-data', parameters('vmName')))]",
+        "[resourceId('Microsoft.Network/networkInterfaces', format('{0}-nic', parameters('vmName')))]",
+      ]),
+    );
+
+    expect(pick(vm, "properties.storageProfile.imageReference")).toMatchObject({
+      publisher: "Canonical",
+      offer: "ubuntu-24_04-lts",
+    });
+    expect(pick(vm, "properties.osProfile.linuxConfiguration.disablePasswordAuthentication")).toBe(
+      true,
+    );
+    expect(pick(vm, "properties.diagnosticsProfile.bootDiagnostics")).toEqual({ enabled: true });
 
     // Every resource, including the OS disk Azure creates with the VM, carries supafana-ref.
-    expect(host.variable("hostTags").text).toContain("'supafana-ref': validRef");
-    for (const r of [nic, vm, data]) expect(at(r?.body, "tags")?.text).toBe("hostTags");
-    const osTags = host.resourcesOfType("Microsoft.Resources/tags")[0];
-    expect(at(osTags?.body, "scope")?.text).toBe("osDisk");
-    expect(at(osTags?.body, "properties.tags")?.text).toBe("hostTags");
+    expect(compiledHost.variables.hostTags).toBe(
+      "[union(parameters('tags'), createObject('supafana-ref', variables('validRef')))]",
+    );
+    for (const r of [nic, vm, data]) expect(r?.tags).toBe("[variables('hostTags')]");
+    const [osTags] = resources("Microsoft.Resources/tags");
+    expect(osTags?.scope).toBe(
+      "[resourceId('Microsoft.Compute/disks', format('{0}-osdisk', parameters('vmName')))]",
+    );
+    expect(pick(osTags, "properties.tags")).toBe("[variables('hostTags')]");
+    expect(osTags?.dependsOn).toEqual([
+      "[resourceId('Microsoft.Compute/virtualMachines', parameters('vmName'))]",
+    ]);
   });
 });
 
@@ -525,7 +606,6 @@ describe("secrets and identity-only access", () => {
       }
     }
     expect(offenders).toEqual([]);
-    expect(secureParams(host)).toEqual(new Set(["cloudInit"]));
   });
 
   it("when the Bicep is searched, then no key, SAS or connection string with a key is read or written", () => {

@@ -28,6 +28,7 @@ const DNS_RG = "rg-dns";
 const ZONE = "grafana.example.com";
 const TEMPLATE_SPEC = `/subscriptions/${SUB}/resourceGroups/rg-templates/providers/Microsoft.Resources/templateSpecs/grafana/versions/1.0.0`;
 const POLL = { updateIntervalInMs: 10 };
+const SUBNET = `/subscriptions/${SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/grafana`;
 
 const credential: TokenCredential = {
   getToken: () => Promise.resolve({ token: "sim", expiresOnTimestamp: Date.now() + 3600e3 }),
@@ -136,11 +137,14 @@ function deploymentBody(ref: string, extra: Record<string, unknown> = {}) {
     properties: {
       mode: "Incremental",
       templateLink: { id: TEMPLATE_SPEC },
+      // Valid against bicep/compiled/grafana-host.json, which the simulator enforces.
       parameters: {
         projectRef: { value: ref },
         vmSize: { value: "Standard_B2s" },
+        cloudInit: { value: "#cloud-config\nchpasswd: { list: 'admin:s3cret-admin-password' }\n" },
+        subnetId: { value: SUBNET },
+        adminSshPublicKey: { value: "ssh-ed25519 AAAAC3Nza test" },
         tags: { value: { "supafana-org": "org-1", "supafana-env": "test" } },
-        grafanaAdminPassword: { value: "s3cret-admin-password" },
         ...extra,
       },
     },
@@ -671,13 +675,21 @@ describe("ARM simulator", () => {
     expect(s.requests()).toEqual([]);
   });
 
-  it("when secure parameters are declared, then a deployment GET does not echo their values", async () => {
-    const s = await start({ deploymentDelayMs: 0, secureParameters: ["grafanaAdminPassword"] });
+  it("when the template declares a parameter secure, then a deployment GET does not echo its value", async () => {
+    const s = await start({ deploymentDelayMs: 0 });
     const c = clients(s);
     const done = await deploy(c.resources, "grafana-sec", deploymentBody("secsecsecsecsecsecse"));
     expect(JSON.stringify(done)).not.toContain("s3cret-admin-password");
-    expect(done).toMatchObject({
-      properties: { parameters: { grafanaAdminPassword: { type: "SecureString" } } },
+    const params = (done.properties as { parameters: Record<string, unknown> }).parameters;
+    expect(params.cloudInit).toEqual({ type: "SecureString" });
+    // Every template parameter, defaults evaluated, with the template's type.
+    expect(params).toMatchObject({
+      projectRef: { type: "String", value: "secsecsecsecsecsecse" },
+      vmName: { type: "String", value: "grafana-secsecsecsecsecsecse" },
+      location: { type: "String", value: "eastus" },
+      dataDiskSizeGB: { type: "Int", value: 16 },
+      diskType: { type: "String", value: "StandardSSD_LRS" },
+      tags: { type: "Object" },
     });
   });
 });
