@@ -71,13 +71,13 @@ describe("the shipped bundle through the worker contract", () => {
         async () =>
           ((await (await call("GET", `/api/projects/${ref}/grafana`)).json()) as { state: string })
             .state,
-        { timeout: 30_000, interval: 100 },
+        { timeout: 90_000, interval: 100 },
       )
       .toBe("Running");
     expect(deploymentsOf(platform.arm!, ref)).toHaveLength(1);
     expect(deploymentsOf(platform.arm!, ref)[0]?.puts).toBe(1);
     expect(dnsOf(platform.arm!, ref)).toHaveLength(1);
-  });
+  }, 120_000);
 
   it("when the timer is run through the host's admin API, then it completes", async () => {
     const res = await fetch(`${local.host.url}/admin/functions/reconciler`, {
