@@ -6,12 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { allDefinitions } from "../../functions/all.js";
-import { startLocalApp, type LocalApp } from "../../local/app-host.js";
+import type { LocalApp } from "../../local/app-host.js";
 import { LOCAL } from "../../local/defaults.js";
 import type { Platform } from "../../local/platform.js";
 import { deploymentsOf, dnsOf } from "../integration/provisioning/harness.js";
 import { connectOrg, type ConnectedOrg } from "../helpers/org.js";
-import { startTestPlatform } from "../helpers/platform.js";
+import { startTestApp, startTestPlatform } from "../helpers/platform.js";
 
 describe("the shipped bundle through the worker contract", () => {
   let platform: Platform;
@@ -21,12 +21,7 @@ describe("the shipped bundle through the worker contract", () => {
   beforeAll(async () => {
     platform = await startTestPlatform({ deploymentDelayMs: 50 });
     org = await connectOrg(platform.services, platform.supabase!, { projects: 1 });
-    local = await startLocalApp(platform, {
-      port: 0,
-      adminKey: LOCAL.adminKey,
-      functionKey: LOCAL.functionKey,
-      runTimers: false,
-    });
+    local = await startTestApp(platform, { runQueues: true });
   });
   afterAll(async () => {
     await local.close();

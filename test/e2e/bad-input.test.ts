@@ -8,10 +8,10 @@ import { createHmac } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { startLocalApp, type LocalApp } from "../../local/app-host.js";
+import type { LocalApp } from "../../local/app-host.js";
 import { LOCAL } from "../../local/defaults.js";
 import type { Platform } from "../../local/platform.js";
-import { randomSlug, startTestPlatform } from "../helpers/platform.js";
+import { randomSlug, startTestApp, startTestPlatform } from "../helpers/platform.js";
 
 interface OpenApi {
   paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
@@ -25,13 +25,7 @@ describe("bad input through the shipped bundle", () => {
 
   beforeAll(async () => {
     platform = await startTestPlatform();
-    local = await startLocalApp(platform, {
-      port: 0,
-      adminKey: LOCAL.adminKey,
-      functionKey: LOCAL.functionKey,
-      runQueues: false,
-      runTimers: false,
-    });
+    local = await startTestApp(platform);
     base = local.host.url;
     openapi = (await (await fetch(`${base}/api/openapi.json`)).json()) as OpenApi;
   });

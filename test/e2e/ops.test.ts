@@ -9,12 +9,12 @@ import { recordDeadLetter } from "../../lib/dead-letters.js";
 import { readBilling } from "../../lib/billing/account.js";
 import { createInstance, getInstance, type Instance } from "../../lib/instances/store.js";
 import { LOCAL } from "../../local/defaults.js";
-import { startLocalApp, type LocalApp } from "../../local/app-host.js";
+import type { LocalApp } from "../../local/app-host.js";
 import type { FunctionHost } from "../../local/function-host.js";
 import type { Platform } from "../../local/platform.js";
 import { connectOrg, type ConnectedOrg } from "../helpers/org.js";
 import { TestClient } from "../helpers/client.js";
-import { randomRef, startTestPlatform } from "../helpers/platform.js";
+import { randomRef, startTestApp, startTestPlatform } from "../helpers/platform.js";
 
 const ADMIN = { "x-functions-key": LOCAL.adminKey, "x-ops-actor": "ops-test" };
 
@@ -63,13 +63,7 @@ describe("operator routes (/api/ops)", () => {
   beforeAll(async () => {
     platform = await startTestPlatform();
     org = await connectOrg(platform.services, platform.supabase!, { projects: 4 });
-    local = await startLocalApp(platform, {
-      port: 0,
-      adminKey: LOCAL.adminKey,
-      functionKey: LOCAL.functionKey,
-      runQueues: false,
-      runTimers: false,
-    });
+    local = await startTestApp(platform);
     host = local.host;
   });
   afterAll(async () => {

@@ -4,6 +4,9 @@
  */
 import { inject } from "vitest";
 
+import { startLocalApp, type LocalApp } from "../../local/app-host.js";
+import { LOCAL } from "../../local/defaults.js";
+import type { FunctionHostOptions } from "../../local/function-host.js";
 import {
   randomTablePrefix,
   startPlatform,
@@ -30,3 +33,21 @@ export function randomRef(): string {
 
 export const randomSlug = (prefix = "org") =>
   `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+
+/**
+ * The shipped bundle (`dist/`) served for one test file through the worker contract, with the
+ * local keys; queues and timers off unless asked for.
+ */
+export function startTestApp(
+  platform: Platform,
+  opts: Partial<FunctionHostOptions> = {},
+): Promise<LocalApp> {
+  return startLocalApp(platform, {
+    port: 0,
+    adminKey: LOCAL.adminKey,
+    functionKey: LOCAL.functionKey,
+    runQueues: false,
+    runTimers: false,
+    ...opts,
+  });
+}
