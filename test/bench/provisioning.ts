@@ -75,6 +75,7 @@ export async function benchProvisioning(
     },
   });
   const services = platform.services;
+  const hostLog: string[] = [];
   const host = await startFunctionHost(
     [...grafanaDefinitions, ...provisioningDefinitions, ...gatewayDefinitions],
     services,
@@ -86,6 +87,7 @@ export async function benchProvisioning(
       runTimers: false,
       log: (level, msg) => {
         if (level === "error") console.error(`  host: ${msg}`);
+        if (process.env.BENCH_DEBUG) hostLog.push(`${new Date().toISOString()} ${level} ${msg}`);
       },
     },
   );
@@ -149,6 +151,8 @@ export async function benchProvisioning(
           d.name,
           JSON.stringify(puts.map((r) => ({ status: r.status, at: r.at }))),
         );
+        const ref = d.name.replace(/^grafana-/, "");
+        for (const line of hostLog.filter((l) => l.includes(ref))) console.log(`  ${line}`);
       }
     }
     const pushes = arm.runCommands().length - pushesBefore;
@@ -170,6 +174,10 @@ export async function benchProvisioning(
     figures["ARM write calls per provision (target <= 4)"] =
       `${(writes.length / PROJECTS).toFixed(2)} (${JSON.stringify(byKind)})`;
     figures["duplicate deployments (must be 0)"] = duplicates;
+    figures["deployment PUTs per operation (max)"] = Math.max(
+      0,
+      ...arm.deploymentPuts().map((p) => p.puts),
+    );
     figures["deployments"] = deployments.length;
     figures["gateway pushes for the burst (target <= 10)"] = pushes;
     figures["ARM requests per provision (reads included)"] = (
