@@ -59,8 +59,11 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
+/**
+ * Polls `check` until it returns true. The bound only ends a test that is stuck: it is generous,
+ * so a loaded machine that is merely slow never trips it.
+ */
+export async function eventually(check: () => boolean, timeoutMs = 25_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error("Condition not met in time");
