@@ -53,9 +53,10 @@ describe("runQueueTrigger", () => {
 
     await client.createSender("plain").sendMessages({ body: "after stop" });
     await client.createSender("sessions").sendMessages({ body: "after stop", sessionId: "S" });
-    await delay(300);
-    expect(handled).toBe(1);
+    // The broker hands a message out as it arrives to any receiver with credit: still available
+    // once the send is acknowledged means nothing receives any more.
     expect(emulator.counts("plain").available).toBe(1);
+    expect(handled).toBe(1);
     expect(emulator.counts("sessions").available).toBe(1);
 
     await client.close();
