@@ -191,11 +191,14 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       // probe / Grafana API for the hosts the applied config routes.
       const gateway = createSandboxGateway();
       result.gateway = gateway;
+      const platformClock = opts.clock;
+      const simClock = platformClock ? () => platformClock.now().getTime() : undefined;
       const arm = await startArmSimulator({
         runCommandExecutor: opts.runCommandExecutor ?? gateway.executor,
         secureParameters: ["cloudInit"],
         subscriptionId: LOCAL.subscriptionId,
         deploymentDelayMs: opts.deploymentDelayMs ?? 1500,
+        ...(simClock ? { clock: simClock } : {}),
         gatewayVm: { resourceGroup: LOCAL.gatewayResourceGroup, name: LOCAL.gatewayVmName },
         dnsZone: { resourceGroup: LOCAL.dnsResourceGroup, name: LOCAL.grafanaDomain },
       });

@@ -85,7 +85,8 @@ export async function requestGatewaySync(
   };
   const out = { body: message, messageId: randomUUID(), sessionId: GATEWAY_SESSION };
   const delay = opts.delayMs ?? GATEWAY_COALESCE_MS;
-  if (delay > 0) await services.bus.schedule("gateway", out, new Date(Date.now() + delay));
+  if (delay > 0)
+    await services.bus.schedule("gateway", out, new Date(services.clock.now().getTime() + delay));
   else await services.bus.send("gateway", out);
 }
 
@@ -168,7 +169,7 @@ export async function handleGatewayMessage(
     await services.bus.schedule(
       "gateway",
       { body: { ...message, deferred: true }, messageId: randomUUID(), sessionId: GATEWAY_SESSION },
-      new Date(Date.now() + wait),
+      new Date(services.clock.now().getTime() + wait),
     );
     logEvent(ctx, "info", "gateway message waits for the push interval", {
       event: "gateway.deferred",
@@ -220,7 +221,7 @@ export async function handleGatewayMessage(
         messageId: randomUUID(),
         sessionId: GATEWAY_SESSION,
       },
-      new Date(Date.now() + delayMs),
+      new Date(services.clock.now().getTime() + delayMs),
     );
     logEvent(ctx, "warn", "gateway push will be retried", {
       event: "gateway.retrying",

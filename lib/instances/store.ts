@@ -44,6 +44,12 @@ export interface Instance {
   vmName?: string | undefined;
   deploymentName?: string | undefined;
   deploymentId?: string | undefined;
+  /**
+   * The operation whose deployment PUT is about to be sent or in flight, and when that was
+   * recorded (written etag-conditionally before the PUT, cleared once the PUT has returned).
+   */
+  deploymentRequestOperationId?: string | undefined;
+  deploymentRequestedAt?: Date | undefined;
   privateIp?: string | undefined;
   url?: string | undefined;
   /** Grafana admin password, encrypted (see lib/secrets.ts). */

@@ -40,7 +40,7 @@ export async function dispatchProvisioning(
   at?: Date,
 ): Promise<void> {
   const out = { body: m, messageId: messageIdFor(m), sessionId: m.ref };
-  const now = Date.now();
+  const now = services.clock.now().getTime();
   if (at && at.getTime() > now + 20) await services.bus.schedule("provisioning", out, at);
   else await services.bus.send("provisioning", out);
 }

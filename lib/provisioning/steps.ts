@@ -7,7 +7,7 @@
  * deprovision: drain -> delete-resources -> (Deleted)
  *
  * Side effects are idempotent by construction: the deployment has a fixed name and carries the
- * operation id as a tag (a redelivered deploy adopts it instead of PUTting again), the DNS
+ * operation id as a tag, and its PUT is sent once per operation (see `deploy`), the DNS
  * record is an upsert that writes only when it differs, deletes of missing resources succeed,
  * and the gateway is re-rendered from the table.
  */
@@ -28,6 +28,7 @@ import {
   upsertDnsRecord,
   vmNameFor,
 } from "../azure/arm.js";
+import { ARM_REQUEST_TIMEOUT_MS } from "../azure/clients.js";
 import { armStatus, type FailureInfo } from "../azure/errors.js";
 import { isValidIpv4 } from "../gateway/nginx.js";
 import {
@@ -194,11 +195,29 @@ function smtpSettings(services: Services): GrafanaHostInput["smtp"] {
   };
 }
 
+/**
+ * How long a recorded deployment request counts as in flight. A PUT ends (answered or timed
+ * out) within ARM_REQUEST_TIMEOUT_MS of being sent, and its sender then clears the record; one
+ * still there after this long was left by a sender that died before or during its PUT.
+ */
+export const DEPLOYMENT_REQUEST_GRACE_MS = 2 * ARM_REQUEST_TIMEOUT_MS;
+
+/**
+ * Exactly one deployment PUT per operation, even when two deliveries of this step run at once
+ * (a session lock lost on a loaded host hands the message to a second receiver while the first
+ * still runs it), or a delivery is redelivered after a crash:
+ * - a deployment tagged with this operation is adopted, whatever its state (never PUT again);
+ * - the intent to PUT is written to the row, etag-conditionally, right before the PUT: of two
+ *   concurrent runs only one gets that write through; the other re-reads the row;
+ * - a run that finds a recorded request and no deployment waits for that request to end (its
+ *   sender clears the record once the PUT has returned) and PUTs only after the grace period,
+ *   when the sender is known to have died before its request reached ARM.
+ * ARM itself refuses a second PUT of a running deployment (409 DeploymentActive), so a stray
+ * request can never redeploy a running host.
+ */
 const deploy: Step = async (env) => {
   const { services } = env;
   let i = env.instance;
-  // The state is persisted before the side effect.
-  if (i.state === "Requested") i = await env.save({ state: "Deploying" });
 
   const existing = await getDeployment(services, i.ref);
   const next = {
@@ -209,21 +228,34 @@ const deploy: Step = async (env) => {
       deploymentName: deploymentName(i.ref),
       deploymentId: deploymentId(services, i.ref),
       vmName: vmNameFor(i.ref),
+      deploymentRequestOperationId: undefined,
+      deploymentRequestedAt: undefined,
     },
     delayMs: pollMs(services),
   };
-  // A redelivery after our PUT went through: adopt the deployment, never PUT twice.
-  if (existing && existing.operationId === i.operationId && existing.provisioningState !== "Failed")
-    return next;
+  // This operation's PUT went through (it may even have ended): adopt it, never PUT twice.
+  if (existing?.operationId === i.operationId) return next;
   if (isActiveDeployment(existing))
     return { kind: "wait", why: "an earlier deployment of this project is still running" };
+  const now = services.clock.now();
+  if (i.deploymentRequestOperationId === i.operationId && i.deploymentRequestedAt) {
+    const age = now.getTime() - i.deploymentRequestedAt.getTime();
+    if (age < DEPLOYMENT_REQUEST_GRACE_MS) {
+      return {
+        kind: "wait",
+        why: "the deployment request of this operation is in flight",
+        delayMs: Math.min(pollMs(services), DEPLOYMENT_REQUEST_GRACE_MS - age),
+      };
+    }
+  }
 
   let password: string;
+  let passwordSecret: string | undefined;
   if (i.passwordSecret) {
     password = await decryptPassword(services, i.org, i.ref, i.passwordSecret);
   } else {
     password = generatePassword();
-    i = await env.save({ passwordSecret: await encryptPassword(services, i.org, i.ref, password) });
+    passwordSecret = await encryptPassword(services, i.org, i.ref, password);
   }
   env.secrets.push(password);
   const smtp = smtpSettings(services);
@@ -254,18 +286,43 @@ const deploy: Step = async (env) => {
   }
   env.secrets.push(cloudInit);
 
-  await putDeployment(services, {
-    ref: i.ref,
-    org: i.org,
-    operationId: i.operationId,
-    templateSpecId: services.config.GRAFANA_TEMPLATE_SPEC_ID,
-    vmSize: services.config.GRAFANA_VM_SIZE,
-    cloudInit,
-    subnetId: services.config.GRAFANA_SUBNET_ID,
-    adminSshPublicKey: services.config.GRAFANA_ADMIN_SSH_PUBLIC_KEY,
+  // The intent, persisted before the side effect (a lost race throws RowMovedError: the engine
+  // reads the row again and this step then adopts or waits).
+  i = await env.save({
+    state: "Deploying",
+    ...(passwordSecret ? { passwordSecret } : {}),
+    deploymentRequestOperationId: i.operationId,
+    deploymentRequestedAt: services.clock.now(),
   });
+  let outcome: "accepted" | "active";
+  try {
+    outcome = await putDeployment(services, {
+      ref: i.ref,
+      org: i.org,
+      operationId: i.operationId,
+      templateSpecId: services.config.GRAFANA_TEMPLATE_SPEC_ID,
+      vmSize: services.config.GRAFANA_VM_SIZE,
+      cloudInit,
+      subnetId: services.config.GRAFANA_SUBNET_ID,
+      adminSshPublicKey: services.config.GRAFANA_ADMIN_SSH_PUBLIC_KEY,
+    });
+  } catch (err) {
+    // The request is over: whatever it did, the next attempt's GET shows it.
+    await settleRequest(env);
+    throw err;
+  }
+  if (outcome === "active") {
+    // Another deployment of this project is running (ours would have been seen by the GET).
+    await settleRequest(env);
+    return { kind: "wait", why: "an earlier deployment of this project is still running" };
+  }
   return next;
 };
+
+/** Clears the recorded deployment request once its PUT has returned. */
+async function settleRequest(env: StepEnv): Promise<void> {
+  await env.save({ deploymentRequestOperationId: undefined, deploymentRequestedAt: undefined });
+}
 
 const awaitDeployment: Step = async (env) => {
   const i = env.instance;

@@ -34,11 +34,36 @@ export class BrokerError extends Error {
 export const DEAD_LETTER_SUFFIX = "/$DeadLetterQueue";
 const SCHEDULED_ENQUEUE_TIME = "x-opt-scheduled-enqueue-time";
 
+/** A pending timer of a `BrokerClock`. */
+export interface Cancel {
+  cancel(): void;
+}
+
+/**
+ * Time as the broker sees it: lock and session expiry, scheduled enqueue times and the
+ * duplicate-detection window all follow this clock, so a test can move time on instead of
+ * waiting for it.
+ */
+export interface BrokerClock {
+  now(): number;
+  /** Runs `fn` once `ms` have passed on this clock. */
+  after(ms: number, fn: () => void): Cancel;
+}
+
+export const realBrokerClock: BrokerClock = {
+  now: () => Date.now(),
+  after(ms, fn) {
+    const t = setTimeout(fn, Math.max(0, ms));
+    t.unref();
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
 export interface MessageLock {
   readonly token: string;
   until: number;
   readonly holder: Consumer;
-  timer: NodeJS.Timeout | undefined;
+  timer: Cancel | undefined;
 }
 
 export interface BrokeredMessage {
@@ -56,7 +81,7 @@ export interface BrokeredMessage {
   lock: MessageLock | undefined;
   /** Set on messages in a dead-letter queue: the queue they came from. */
   deadLetterSource: string | undefined;
-  scheduleTimer: NodeJS.Timeout | undefined;
+  scheduleTimer: Cancel | undefined;
 }
 
 /** A receiving link as the broker sees it. */
@@ -76,7 +101,7 @@ interface SessionLock {
   readonly sessionId: string;
   readonly holder: Consumer;
   until: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: Cancel | undefined;
 }
 
 export interface EntityOptions {
@@ -89,6 +114,7 @@ export interface EntityOptions {
   /** 0 disables duplicate detection. */
   duplicateDetectionWindowMs: number;
   deadLetterQueue: QueueEntity | undefined;
+  clock: BrokerClock;
 }
 
 export interface EntityCounts {
@@ -108,12 +134,6 @@ export interface DeadLetterOptions extends SettleOptions {
   description?: string;
 }
 
-function timer(ms: number, fn: () => void): NodeJS.Timeout {
-  const t = setTimeout(fn, Math.max(0, ms));
-  t.unref();
-  return t;
-}
-
 export class QueueEntity {
   readonly path: string;
   /** Messages by sequence number; insertion order is sequence order. */
@@ -127,6 +147,14 @@ export class QueueEntity {
 
   constructor(private readonly options: EntityOptions) {
     this.path = options.path;
+  }
+
+  private now(): number {
+    return this.options.clock.now();
+  }
+
+  private timer(ms: number, fn: () => void): Cancel {
+    return this.options.clock.after(ms, fn);
   }
 
   get requiresSession(): boolean {
@@ -160,7 +188,7 @@ export class QueueEntity {
   }
 
   private accept(incoming: WireMessage, scheduleAt: Date | undefined): number {
-    const now = Date.now();
+    const now = this.now();
     const sequenceNumber = ++this.lastSequenceNumber;
     const wire: WireMessage = { ...incoming };
     const messageId = messageIdText(wire.message_id) ?? randomUUID().replaceAll("-", "");
@@ -187,7 +215,7 @@ export class QueueEntity {
     };
     this.messages.set(sequenceNumber, message);
     if (scheduledFor !== undefined) {
-      message.scheduleTimer = timer(scheduledFor - now, () => {
+      message.scheduleTimer = this.timer(scheduledFor - now, () => {
         this.activate(message);
       });
     } else {
@@ -211,7 +239,7 @@ export class QueueEntity {
   private activate(message: BrokeredMessage): void {
     message.scheduleTimer = undefined;
     message.scheduledFor = undefined;
-    message.enqueuedAt = Date.now();
+    message.enqueuedAt = this.now();
     this.pump();
   }
 
@@ -223,7 +251,7 @@ export class QueueEntity {
         `The scheduled message with sequence number ${sequenceNumber} was not found in '${this.path}'.`,
       );
     }
-    clearTimeout(message.scheduleTimer);
+    message.scheduleTimer?.cancel();
     this.messages.delete(sequenceNumber);
   }
 
@@ -244,7 +272,7 @@ export class QueueEntity {
     this.messages.set(sequenceNumber, {
       ...message,
       sequenceNumber,
-      enqueuedAt: Date.now(),
+      enqueuedAt: this.now(),
       wire: { ...message.wire, application_properties: properties },
       lock: undefined,
       scheduledFor: undefined,
@@ -304,7 +332,7 @@ export class QueueEntity {
   private handOut(message: BrokeredMessage, consumer: Consumer): void {
     if (consumer.receiveAndDelete) {
       this.messages.delete(message.sequenceNumber);
-      consumer.deliver(message, undefined, Date.now());
+      consumer.deliver(message, undefined, this.now());
       return;
     }
     const session =
@@ -312,13 +340,13 @@ export class QueueEntity {
     const token = newLockToken();
     const lock: MessageLock = {
       token,
-      until: session ? session.until : Date.now() + this.options.lockDurationMs,
+      until: session ? session.until : this.now() + this.options.lockDurationMs,
       holder: consumer,
       timer: undefined,
     };
     // Inside a session the session lock covers the message; elsewhere the message lock expires.
     if (!session)
-      lock.timer = timer(this.options.lockDurationMs, () => {
+      lock.timer = this.timer(this.options.lockDurationMs, () => {
         this.expireLock(message, token);
       });
     message.lock = lock;
@@ -334,7 +362,7 @@ export class QueueEntity {
   private unlock(message: BrokeredMessage, options: SettleOptions): void {
     const lock = message.lock;
     if (lock) {
-      clearTimeout(lock.timer);
+      lock.timer?.cancel();
       this.locks.delete(lock.token);
       message.lock = undefined;
     }
@@ -369,7 +397,7 @@ export class QueueEntity {
 
   private locked(token: string): BrokeredMessage {
     const message = this.locks.get(token);
-    if (!message?.lock || message.lock.until < Date.now()) {
+    if (!message?.lock || message.lock.until < this.now()) {
       if (this.options.requiresSession) {
         throw new BrokerError(
           Condition.sessionLockLost,
@@ -386,7 +414,7 @@ export class QueueEntity {
 
   complete(token: string): void {
     const message = this.locked(token);
-    clearTimeout(message.lock?.timer);
+    message.lock?.timer?.cancel();
     this.locks.delete(token);
     this.messages.delete(message.sequenceNumber);
   }
@@ -397,7 +425,7 @@ export class QueueEntity {
 
   deadLetter(token: string, options: DeadLetterOptions = {}): void {
     const message = this.locked(token);
-    clearTimeout(message.lock?.timer);
+    message.lock?.timer?.cancel();
     this.locks.delete(token);
     message.lock = undefined;
     this.moveToDeadLetter(message, options);
@@ -413,9 +441,9 @@ export class QueueEntity {
     ) {
       return lock.until; // a session message is covered by its session's lock
     }
-    clearTimeout(lock.timer);
-    lock.until = Date.now() + this.options.lockDurationMs;
-    lock.timer = timer(this.options.lockDurationMs, () => {
+    lock.timer?.cancel();
+    lock.until = this.now() + this.options.lockDurationMs;
+    lock.timer = this.timer(this.options.lockDurationMs, () => {
       this.expireLock(message, token);
     });
     return lock.until;
@@ -432,7 +460,7 @@ export class QueueEntity {
     sessionId: string | undefined,
     create: (sessionId: string, lockedUntil: number) => C,
   ): C {
-    const now = Date.now();
+    const now = this.now();
     const chosen = sessionId ?? this.nextFreeSession();
     if (chosen === undefined) {
       throw new BrokerError(
@@ -451,7 +479,7 @@ export class QueueEntity {
     const until = now + this.options.lockDurationMs;
     const holder = create(chosen, until);
     const lock: SessionLock = { sessionId: chosen, holder, until, timer: undefined };
-    lock.timer = timer(this.options.lockDurationMs, () => {
+    lock.timer = this.timer(this.options.lockDurationMs, () => {
       this.expireSession(lock);
     });
     this.sessions.set(chosen, lock);
@@ -469,15 +497,15 @@ export class QueueEntity {
 
   renewSessionLock(sessionId: string): number {
     const lock = this.sessions.get(sessionId);
-    if (!lock || lock.until < Date.now()) {
+    if (!lock || lock.until < this.now()) {
       throw new BrokerError(
         Condition.sessionLockLost,
         `The session lock has expired on the session with id ${sessionId}.`,
       );
     }
-    clearTimeout(lock.timer);
-    lock.until = Date.now() + this.options.lockDurationMs;
-    lock.timer = timer(this.options.lockDurationMs, () => {
+    lock.timer?.cancel();
+    lock.until = this.now() + this.options.lockDurationMs;
+    lock.timer = this.timer(this.options.lockDurationMs, () => {
       this.expireSession(lock);
     });
     for (const message of this.locks.values()) {
@@ -495,7 +523,7 @@ export class QueueEntity {
   }
 
   private releaseSession(lock: SessionLock): void {
-    clearTimeout(lock.timer);
+    lock.timer?.cancel();
     this.sessions.delete(lock.sessionId);
     const held = [...this.locks.values()].filter(
       (m) => m.sessionId === lock.sessionId && m.lock?.holder === lock.holder,
@@ -533,10 +561,10 @@ export class QueueEntity {
 
   close(): void {
     for (const message of this.messages.values()) {
-      clearTimeout(message.scheduleTimer);
-      clearTimeout(message.lock?.timer);
+      message.scheduleTimer?.cancel();
+      message.lock?.timer?.cancel();
     }
-    for (const session of this.sessions.values()) clearTimeout(session.timer);
+    for (const session of this.sessions.values()) session.timer?.cancel();
     this.messages.clear();
     this.locks.clear();
     this.sessions.clear();
@@ -548,7 +576,7 @@ export class QueueEntity {
 export class Broker {
   private readonly entities = new Map<string, QueueEntity>();
 
-  constructor(definitions: QueueDefinition[]) {
+  constructor(definitions: QueueDefinition[], clock: BrokerClock = realBrokerClock) {
     for (const def of definitions) {
       const deadLetterQueue = new QueueEntity({
         path: def.name + DEAD_LETTER_SUFFIX,
@@ -557,6 +585,7 @@ export class Broker {
         requiresSession: false,
         duplicateDetectionWindowMs: 0,
         deadLetterQueue: undefined,
+        clock,
       });
       const queue = new QueueEntity({
         path: def.name,
@@ -567,6 +596,7 @@ export class Broker {
           ? def.duplicateDetectionWindowMs
           : 0,
         deadLetterQueue,
+        clock,
       });
       this.entities.set(queue.path.toLowerCase(), queue);
       this.entities.set(deadLetterQueue.path.toLowerCase(), deadLetterQueue);

@@ -3,12 +3,12 @@
  * talks to (connection string with `UseDevelopmentEmulator=true`), with the queues declared in
  * `bicep/queues.json`.
  */
-import { Broker, DEAD_LETTER_SUFFIX, type EntityCounts } from "./broker.js";
+import { Broker, DEAD_LETTER_SUFFIX, type BrokerClock, type EntityCounts } from "./broker.js";
 import { loadQueueDefinitions, type QueueDefinition } from "./definitions.js";
 import { ServiceBusServer, type LogFn } from "./server.js";
 
 export { loadQueueDefinitions, parseIsoDuration, type QueueDefinition } from "./definitions.js";
-export type { EntityCounts } from "./broker.js";
+export type { BrokerClock, Cancel, EntityCounts } from "./broker.js";
 
 export interface QueueCounts extends EntityCounts {
   /** Messages in the queue's dead-letter queue. */
@@ -33,6 +33,8 @@ export interface ServiceBusEmulatorOptions {
   /** Default: the queues of `bicep/queues.json`. */
   queues?: QueueDefinition[];
   log?: LogFn;
+  /** Default: real time. Tests pass a clock they move on (locks, schedules, windows follow it). */
+  clock?: BrokerClock;
 }
 
 export function emulatorConnectionString(host: string, port: number): string {
@@ -44,7 +46,7 @@ export async function startServiceBusEmulator(
 ): Promise<ServiceBusEmulator> {
   const host = opts.host ?? "127.0.0.1";
   const queues = opts.queues ?? loadQueueDefinitions();
-  const broker = new Broker(queues);
+  const broker = new Broker(queues, opts.clock);
   const server = new ServiceBusServer(broker, opts.log);
   const port = await server.start(host, opts.port ?? 0);
   let closed: Promise<void> | undefined;

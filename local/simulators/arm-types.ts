@@ -137,6 +137,11 @@ export interface ArmSimOptions {
   publicEndpoint?: string;
   /** Deployment parameters reported back as `{ type: "SecureString" }` without value on GET. */
   secureParameters?: string[];
+  /**
+   * Time in ms since the epoch (default `Date.now`): deployments end and deletes finish by it,
+   * so a test can hold time still or move it on instead of waiting.
+   */
+  clock?: () => number;
 }
 
 export interface ArmSimulator {
@@ -150,6 +155,12 @@ export interface ArmSimulator {
   runCommands(): SimRunCommand[];
   /** Every request received, in order. */
   requests(): SimRequestRecord[];
+  /**
+   * Deployment PUTs received (refused and faulted ones included), per deployment
+   * (`<resource group>/<name>`, lower case) and per operation (the `supafana-operation` tag),
+   * since the simulator started: `resetRequests` does not clear them.
+   */
+  deploymentPuts(): Array<{ deployment: string; operationId?: string; puts: number }>;
   resetRequests(): void;
   /** Fault injection for the next matching requests. */
   injectFault(f: ArmFault): void;

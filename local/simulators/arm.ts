@@ -56,6 +56,8 @@ const KNOWN_TYPES = [VM_TYPE, DISK_TYPE, NIC_TYPE, ZONE_TYPE];
 /** Azure keeps the last 4 KiB of each stream of a run command. */
 const RUN_COMMAND_OUTPUT_LIMIT = 4096;
 const REF_TAG = "supafana-ref";
+/** The tag naming the operation that PUT a deployment. */
+const OPERATION_TAG = "supafana-operation";
 
 interface StoredResource {
   id: string;
@@ -133,7 +135,6 @@ type Handled = SimResponse | typeof DROP_CONNECTION;
 // ---------------------------------------------------------------------------------------------
 
 const lower = (s: string): string => s.toLowerCase();
-const nowIso = (ms = Date.now()): string => new Date(ms).toISOString();
 
 function asRecord(v: unknown): Record<string, unknown> | undefined {
   return typeof v === "object" && v !== null && !Array.isArray(v)
@@ -255,6 +256,9 @@ function isLoopbackHost(host: string): boolean {
 
 export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulator> {
   const sub = opts.subscriptionId;
+  // Every time-driven change (deployments ending, deletes finishing) reads this clock.
+  const clock = opts.clock ?? Date.now;
+  const nowIso = (ms = clock()): string => new Date(ms).toISOString();
   const deploymentDelayMs = Math.max(0, opts.deploymentDelayMs ?? 1500);
   const deleteDelayMs = Math.max(0, opts.deleteDelayMs ?? 0);
   const defaultLocation = opts.location ?? "eastus";
@@ -278,6 +282,8 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
   const ipByRef = new Map<string, string>();
   const usedHosts = new Set<number>();
   const requestLog: SimRequestRecord[] = [];
+  /** Deployment PUTs received, by `<resource group>/<name>|<operation tag>` (kept across resets). */
+  const putsByOperation = new Map<string, number>();
   const faults: ActiveFault[] = [];
   const pendingFailures: Array<{ nameIncludes: string; error: ArmErrorBody }> = [];
 
@@ -693,7 +699,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       mode: d.mode,
       provisioningState: run.state,
       timestamp: nowIso(run.endedAt ?? run.startedAt),
-      duration: isoDuration((run.endedAt ?? Date.now()) - run.startedAt),
+      duration: isoDuration((run.endedAt ?? clock()) - run.startedAt),
       correlationId: run.correlationId,
       templateHash: String(fnv1a(JSON.stringify(d.templateLink ?? {}))),
       dependencies: [],
@@ -733,7 +739,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
   }
 
   /** Moves time-driven state forward; called before every request and every inspection. */
-  function advance(now = Date.now()): void {
+  function advance(now = clock()): void {
     for (const d of deployments.values()) {
       const run = d.run;
       if (run.state !== "Accepted" && run.state !== "Running") continue;
@@ -882,6 +888,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       at: nowIso(),
     };
     requestLog.push(record);
+    countDeploymentPut(req.method, record.path, record.body);
     const out = await respond(req, apiVersion, closing);
     if (out === DROP_CONNECTION) {
       record.status = 0;
@@ -898,6 +905,25 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     };
     if (req.method === "HEAD") delete out.body;
     return out;
+  }
+
+  function countDeploymentPut(method: string, path: string, body: unknown): void {
+    if (method !== "PUT") return;
+    const segs = path.split("/").filter(Boolean);
+    const at = match(segs, [
+      "subscriptions",
+      "*",
+      "resourcegroups",
+      "*",
+      "providers",
+      "microsoft.resources",
+      "deployments",
+      "*",
+    ]);
+    if (!at) return;
+    const operation = asString(asRecord(asRecord(body)?.tags)?.[OPERATION_TAG]) ?? "";
+    const key = `${lower(at[1] ?? "")}/${lower(at[2] ?? "")}|${operation}`;
+    putsByOperation.set(key, (putsByOperation.get(key) ?? 0) + 1);
   }
 
   async function respond(
@@ -1091,7 +1117,8 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       op.status = "Succeeded";
       op.endTime = nowIso();
     } else {
-      r.deletingUntil = Date.now() + deleteDelayMs;
+      // A repeated DELETE joins the delete in progress: Azure does not restart it.
+      r.deletingUntil ??= clock() + deleteDelayMs;
       op.doneAt = r.deletingUntil;
     }
     const ns = type.split("/")[0] ?? "";
@@ -1246,7 +1273,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       : undefined;
     const key = deploymentKey(rg, name);
     const existing = deployments.get(key);
-    const now = Date.now();
+    const now = clock();
     const entry: SimDeploymentPut = {
       at: nowIso(now),
       status: 0,
@@ -1641,6 +1668,11 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       })) satisfies SimDnsRecord[],
     runCommands: () => runCommandLog.map((r) => structuredClone(r)),
     requests: () => requestLog.map((r) => structuredClone(r)),
+    deploymentPuts: () =>
+      [...putsByOperation].map(([key, puts]) => {
+        const [deployment = "", operation = ""] = key.split("|");
+        return { deployment, ...(operation ? { operationId: operation } : {}), puts };
+      }),
     resetRequests: () => {
       requestLog.length = 0;
     },

@@ -72,6 +72,7 @@ export async function benchProvisioning(
     },
   });
   const services = platform.services;
+  const hostLog: string[] = [];
   const local = await startLocalApp(platform, {
     port: 0,
     adminKey: LOCAL.adminKey,
@@ -80,6 +81,7 @@ export async function benchProvisioning(
     runTimers: false,
     log: (level, msg) => {
       if (level === "error") console.error(`  host: ${msg}`);
+      if (process.env.BENCH_DEBUG) hostLog.push(`${new Date().toISOString()} ${level} ${msg}`);
     },
   });
   const host = local.host;
@@ -143,6 +145,8 @@ export async function benchProvisioning(
           d.name,
           JSON.stringify(puts.map((r) => ({ status: r.status, at: r.at }))),
         );
+        const ref = d.name.replace(/^grafana-/, "");
+        for (const line of hostLog.filter((l) => l.includes(ref))) console.log(`  ${line}`);
       }
     }
     const pushes = arm.runCommands().length - pushesBefore;
@@ -164,6 +168,10 @@ export async function benchProvisioning(
     figures["ARM write calls per provision (target <= 4)"] =
       `${(writes.length / PROJECTS).toFixed(2)} (${JSON.stringify(byKind)})`;
     figures["duplicate deployments (must be 0)"] = duplicates;
+    figures["deployment PUTs per operation (max)"] = Math.max(
+      0,
+      ...arm.deploymentPuts().map((p) => p.puts),
+    );
     figures["deployments"] = deployments.length;
     figures["gateway pushes for the burst (target <= 10)"] = pushes;
     figures["ARM requests per provision (reads included)"] = (

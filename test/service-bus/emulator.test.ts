@@ -1,16 +1,19 @@
 import type { ServiceBusReceivedMessage } from "@azure/service-bus";
 import { describe, expect, it } from "vitest";
 
-import { delay, eventually, queue, rejectionOf, startBus } from "./helpers.js";
+import { eventually, ManualBrokerClock, queue, rejectionOf, startBus } from "./helpers.js";
 
 const bodies = (messages: ServiceBusReceivedMessage[]): unknown[] =>
   messages.map((m): unknown => m.body);
 
 describe("service bus emulator: sending and receiving", () => {
   it("when a single message is sent, then it is received peek-locked with Service Bus system properties and complete removes it", async () => {
-    const { client, emulator } = await startBus([queue("orders", { lockDurationMs: 20_000 })]);
+    const clock = new ManualBrokerClock();
+    const { client, emulator } = await startBus([queue("orders", { lockDurationMs: 20_000 })], {
+      clock,
+    });
     const sender = client.createSender("orders");
-    const before = Date.now();
+    const before = clock.now();
     await sender.sendMessages({ body: { id: 1 }, applicationProperties: { kind: "order", n: 7 } });
     await sender.sendMessages({ body: "second", messageId: "my-id" });
 
@@ -23,10 +26,8 @@ describe("service bus emulator: sending and receiving", () => {
     expect(first?.deliveryCount).toBe(0);
     expect(first?.messageId).toMatch(/^[0-9a-f]{32}$/); // assigned by the broker
     expect(first?.lockToken).toMatch(/^[0-9a-f-]{36}$/);
-    expect(first?.enqueuedTimeUtc?.getTime()).toBeGreaterThanOrEqual(before - 5);
-    const lockedUntil = first?.lockedUntilUtc?.getTime() ?? 0;
-    expect(lockedUntil - Date.now()).toBeGreaterThan(15_000);
-    expect(lockedUntil - Date.now()).toBeLessThanOrEqual(20_000);
+    expect(first?.enqueuedTimeUtc?.getTime()).toBe(before);
+    expect(first?.lockedUntilUtc?.getTime()).toBe(before + 20_000);
     expect(second?.messageId).toBe("my-id");
     expect(second?.sequenceNumber?.toNumber()).toBe(2);
     expect(emulator.counts("orders")).toMatchObject({ locked: 2, available: 0 });
@@ -166,11 +167,15 @@ describe("service bus emulator: settlement", () => {
   });
 
   it("when a lock expires, then the message is redelivered with deliveryCount + 1 and completing the stale copy fails with MessageLockLost", async () => {
-    const { client } = await startBus([queue("short", { lockDurationMs: 400 })]);
+    const clock = new ManualBrokerClock();
+    const { client } = await startBus([queue("short", { lockDurationMs: 400 })], { clock });
     await client.createSender("short").sendMessages({ body: "slow" });
     const receiver = client.createReceiver("short", { maxAutoLockRenewalDurationInMs: 0 });
     const [first] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 2000 });
     expect(first?.deliveryCount).toBe(0);
+    clock.advance(399);
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 })).toEqual([]);
+    clock.advance(1);
     const [again] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(again?.body).toBe("slow");
     expect(again?.deliveryCount).toBe(1);
@@ -180,22 +185,26 @@ describe("service bus emulator: settlement", () => {
   });
 
   it("when a message lock is renewed, then lockedUntil moves forward and the message is not redelivered at the original expiry", async () => {
-    const { client, emulator } = await startBus([queue("renew", { lockDurationMs: 1000 })]);
+    const clock = new ManualBrokerClock();
+    const { client, emulator } = await startBus([queue("renew", { lockDurationMs: 1000 })], {
+      clock,
+    });
     await client.createSender("renew").sendMessages({ body: "long job" });
     const receiver = client.createReceiver("renew", { maxAutoLockRenewalDurationInMs: 0 });
     const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 2000 });
     const firstUntil = message!.lockedUntilUtc!.getTime();
-    await delay(600);
+    clock.advance(600);
     const renewed = await receiver.renewMessageLock(message!);
-    expect(renewed.getTime()).toBeGreaterThan(firstUntil + 400);
-    await delay(600); // past the original expiry, within the renewed one
+    expect(renewed.getTime()).toBe(firstUntil + 600);
+    clock.advance(600); // past the original expiry, within the renewed one
     expect(emulator.counts("renew")).toMatchObject({ locked: 1, available: 0 });
     await receiver.completeMessage(message!);
     expect(emulator.counts("renew").total).toBe(0);
   });
 
   it("when a receiver takes a message and its client dies without settling, then the message is redelivered after the lock expires with deliveryCount + 1", async () => {
-    const bus = await startBus([queue("crash", { lockDurationMs: 500 })]);
+    const clock = new ManualBrokerClock();
+    const bus = await startBus([queue("crash", { lockDurationMs: 500 })], { clock });
     await bus.client.createSender("crash").sendMessages({ body: "job" });
     const doomed = bus.newClient();
     const [taken] = await doomed
@@ -208,8 +217,8 @@ describe("service bus emulator: settlement", () => {
     // The lock outlives the connection, as in Service Bus.
     expect(bus.emulator.counts("crash")).toMatchObject({ locked: 1 });
     const survivor = bus.client.createReceiver("crash");
+    clock.advance(lockedUntil - clock.now());
     const [redelivered] = await survivor.receiveMessages(1, { maxWaitTimeInMs: 3000 });
-    expect(Date.now()).toBeGreaterThanOrEqual(lockedUntil - 50);
     expect(redelivered?.body).toBe("job");
     expect(redelivered?.deliveryCount).toBe(1);
     await survivor.completeMessage(redelivered!);
@@ -218,9 +227,10 @@ describe("service bus emulator: settlement", () => {
 
 describe("service bus emulator: $management", () => {
   it("when a message is scheduled, then it is not delivered before its time and is delivered on time", async () => {
-    const { client, emulator } = await startBus([queue("later")]);
+    const clock = new ManualBrokerClock();
+    const { client, emulator } = await startBus([queue("later")], { clock });
     const sender = client.createSender("later");
-    const at = new Date(Date.now() + 1000);
+    const at = new Date(clock.now() + 1000);
     const [seq] = await sender.scheduleMessages({ body: "tick" }, at);
     expect(seq?.toNumber()).toBe(1);
     expect(emulator.counts("later")).toMatchObject({ scheduled: 1, available: 0 });
@@ -228,23 +238,25 @@ describe("service bus emulator: $management", () => {
     const receiver = client.createReceiver("later");
     const [peeked] = await receiver.peekMessages(1);
     expect(peeked?.state).toBe("scheduled");
+    clock.advance(999);
     expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toEqual([]);
+    clock.advance(1);
     const [message] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
     expect(message?.body).toBe("tick");
-    expect(Date.now()).toBeGreaterThanOrEqual(at.getTime() - 20);
-    expect(message?.enqueuedTimeUtc?.getTime()).toBeGreaterThanOrEqual(at.getTime() - 20);
+    expect(message?.enqueuedTimeUtc?.getTime()).toBe(at.getTime());
     await receiver.completeMessage(message!);
   });
 
   it("when a scheduled message is cancelled, then it is never delivered", async () => {
-    const { client, emulator } = await startBus([queue("cancel")]);
+    const clock = new ManualBrokerClock();
+    const { client, emulator } = await startBus([queue("cancel")], { clock });
     const sender = client.createSender("cancel");
-    const at = new Date(Date.now() + 300);
+    const at = new Date(clock.now() + 300);
     const seqs = await sender.scheduleMessages([{ body: "drop" }, { body: "keep" }], at);
     expect(seqs.map((s) => s.toNumber())).toEqual([1, 2]);
     await sender.cancelScheduledMessages(seqs[0]!);
     expect(emulator.counts("cancel")).toMatchObject({ scheduled: 1 });
-    await delay(450); // past the scheduled time
+    clock.advance(300); // the scheduled time
     expect(emulator.counts("cancel")).toMatchObject({ scheduled: 0, available: 1, total: 1 });
     const receiver = client.createReceiver("cancel", { receiveMode: "receiveAndDelete" });
     const received = await receiver.receiveMessages(1, { maxWaitTimeInMs: 2000 });
@@ -318,7 +330,8 @@ describe("service bus emulator: sessions", () => {
   });
 
   it("when a session lock expires, then another receiver can accept the session and gets the unsettled message with deliveryCount + 1", async () => {
-    const bus = await startBus([sessionQueue(500)]);
+    const clock = new ManualBrokerClock();
+    const bus = await startBus([sessionQueue(500)], { clock });
     await bus.client.createSender("jobs").sendMessages({ body: "held", sessionId: "E" });
     const first = await bus
       .newClient()
@@ -329,7 +342,7 @@ describe("service bus emulator: sessions", () => {
       "SessionCannotBeLocked",
     );
 
-    await delay(700);
+    clock.advance(500);
     const second = await bus.client.acceptSession("jobs", "E");
     const [again] = await second.receiveMessages(1, { maxWaitTimeInMs: 2000 });
     expect(again?.body).toBe("held");
@@ -340,14 +353,15 @@ describe("service bus emulator: sessions", () => {
   });
 
   it("when a session lock is renewed, then sessionLockedUntilUtc moves forward and the session stays locked", async () => {
-    const { client } = await startBus([sessionQueue(1000)]);
+    const clock = new ManualBrokerClock();
+    const { client } = await startBus([sessionQueue(1000)], { clock });
     await client.createSender("jobs").sendMessages({ body: "x", sessionId: "R" });
     const receiver = await client.acceptSession("jobs", "R", { maxAutoLockRenewalDurationInMs: 0 });
     const before = receiver.sessionLockedUntilUtc.getTime();
-    await delay(600);
+    clock.advance(600);
     await receiver.renewSessionLock();
-    expect(receiver.sessionLockedUntilUtc.getTime()).toBeGreaterThan(before + 400);
-    await delay(600); // past the original expiry
+    expect(receiver.sessionLockedUntilUtc.getTime()).toBe(before + 600);
+    clock.advance(600); // past the original expiry
     expect((await rejectionOf(client.acceptSession("jobs", "R"))).code).toBe(
       "SessionCannotBeLocked",
     );
@@ -402,13 +416,18 @@ describe("service bus emulator: duplicate detection", () => {
   });
 
   it("when the duplicate-detection window has passed, then the same messageId is accepted again", async () => {
-    const { client, emulator } = await startBus([
-      queue("window", { requiresDuplicateDetection: true, duplicateDetectionWindowMs: 300 }),
-    ]);
+    const clock = new ManualBrokerClock();
+    const { client, emulator } = await startBus(
+      [queue("window", { requiresDuplicateDetection: true, duplicateDetectionWindowMs: 300 })],
+      { clock },
+    );
     const sender = client.createSender("window");
     await sender.sendMessages({ body: 1, messageId: "again" });
-    await delay(400);
+    clock.advance(299);
     await sender.sendMessages({ body: 2, messageId: "again" });
+    expect(emulator.counts("window").total).toBe(1);
+    clock.advance(1);
+    await sender.sendMessages({ body: 3, messageId: "again" });
     expect(emulator.counts("window").total).toBe(2);
   });
 });

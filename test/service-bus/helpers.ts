@@ -3,9 +3,45 @@ import { onTestFinished } from "vitest";
 
 import {
   startServiceBusEmulator,
+  type BrokerClock,
+  type Cancel,
   type QueueDefinition,
   type ServiceBusEmulator,
 } from "../../local/service-bus/index.js";
+
+/**
+ * The broker's time, moved by the test: locks expire, scheduled messages appear and duplicate
+ * windows close exactly when the test says, however slowly the machine runs.
+ */
+export class ManualBrokerClock implements BrokerClock {
+  private ms = Date.now();
+  private timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
+  now = (): number => this.ms;
+  after(ms: number, fn: () => void): Cancel {
+    const timer = { at: this.ms + Math.max(0, ms), fn, cancelled: false };
+    this.timers.push(timer);
+    return {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+    };
+  }
+  /** Moves time on by `ms`, running the timers that fall due, in order. */
+  advance(ms: number): void {
+    const end = this.ms + ms;
+    for (;;) {
+      const due = this.timers
+        .filter((t) => !t.cancelled && t.at <= end)
+        .sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.ms = Math.max(this.ms, due.at);
+      due.cancelled = true;
+      due.fn();
+    }
+    this.timers = this.timers.filter((t) => !t.cancelled);
+    this.ms = end;
+  }
+}
 
 export function queue(name: string, overrides: Partial<QueueDefinition> = {}): QueueDefinition {
   return {
@@ -27,8 +63,15 @@ export interface Bus {
 }
 
 /** Starts an emulator with `queues` and a client; both are closed when the test finishes. */
-export async function startBus(queues: QueueDefinition[]): Promise<Bus> {
-  const emulator = await startServiceBusEmulator({ port: 0, queues });
+export async function startBus(
+  queues: QueueDefinition[],
+  opts: { clock?: BrokerClock } = {},
+): Promise<Bus> {
+  const emulator = await startServiceBusEmulator({
+    port: 0,
+    queues,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   const clients: ServiceBusClient[] = [];
   const newClient = (): ServiceBusClient => {
     const client = new ServiceBusClient(emulator.connectionString, {
@@ -59,8 +102,11 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
+/**
+ * Polls `check` until it returns true. The bound only ends a test that is stuck: it is generous,
+ * so a loaded machine that is merely slow never trips it.
+ */
+export async function eventually(check: () => boolean, timeoutMs = 25_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error("Condition not met in time");

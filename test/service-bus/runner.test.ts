@@ -49,16 +49,22 @@ describe("runQueueTrigger", () => {
 
     await client.createSender("plain").sendMessages({ body: "after stop" });
     await client.createSender("sessions").sendMessages({ body: "after stop", sessionId: "S" });
-    await delay(300);
-    expect(handled).toBe(1);
+    // The broker hands a message out as it arrives to any receiver with credit: still available
+    // once the send is acknowledged means nothing receives any more.
     expect(emulator.counts("plain").available).toBe(1);
+    expect(handled).toBe(1);
     expect(emulator.counts("sessions").available).toBe(1);
 
     await client.close();
     await emulator.close();
-    await delay(50);
-    const handlesAfter = process.getActiveResourcesInfo().filter((r) => r !== "TTYWrap");
-    expect(handlesAfter.sort()).toEqual(handlesBefore.sort());
+    // Sockets close a moment after `close()` resolves: wait for that, not for a set time.
+    const handlesAfter = () =>
+      process
+        .getActiveResourcesInfo()
+        .filter((r) => r !== "TTYWrap")
+        .sort();
+    await eventually(() => JSON.stringify(handlesAfter()) === JSON.stringify(handlesBefore.sort()));
+    expect(handlesAfter()).toEqual(handlesBefore.sort());
   });
 
   it("when the handler throws once and then succeeds, then the message is handled twice and completed", async () => {
@@ -133,6 +139,10 @@ describe("runQueueTrigger", () => {
     const active = new Set<string>();
     let maxActive = 0;
     let failedOnce = false;
+    // The first message of each session waits until the other session is being handled too:
+    // the two sessions provably run at once, however the scheduler interleaves them.
+    let bothActive!: () => void;
+    const overlap = new Promise<void>((resolve) => (bothActive = resolve));
     const trigger = runQueueTrigger({
       client,
       functionName: "orderedWorker",
@@ -142,7 +152,8 @@ describe("runQueueTrigger", () => {
         const { n } = body as { n: number };
         active.add(sessionId);
         maxActive = Math.max(maxActive, active.size);
-        await delay(40);
+        if (active.size === 2) bothActive();
+        if (n === 1) await overlap;
         active.delete(sessionId);
         if (sessionId === "A" && n === 2 && !failedOnce) {
           failedOnce = true;
@@ -152,7 +163,7 @@ describe("runQueueTrigger", () => {
       },
     });
 
-    await eventually(() => emulator.counts("ordered").total === 0, 8000);
+    await eventually(() => emulator.counts("ordered").total === 0);
     await trigger.stop();
     expect(seen).toEqual({ A: [1, 2, 3, 4], B: [1, 2, 3, 4] });
     expect(maxActive).toBe(2);
@@ -176,7 +187,7 @@ describe("runQueueTrigger", () => {
         await Promise.resolve();
       },
     });
-    await eventually(() => emulator.counts("serial").total === 0, 6000);
+    await eventually(() => emulator.counts("serial").total === 0);
     await trigger.stop();
     expect(order).toEqual(["x1", "y1"]);
   });

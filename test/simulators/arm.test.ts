@@ -35,6 +35,11 @@ const credential: TokenCredential = {
 };
 
 let sim: ArmSimulator | undefined;
+/** The simulator's clock: it stands still unless a test moves it on. */
+let now = Date.parse("2026-03-01T12:00:00Z");
+const tick = (ms: number) => {
+  now += ms;
+};
 afterEach(async () => {
   await sim?.close();
   sim = undefined;
@@ -43,6 +48,7 @@ afterEach(async () => {
 async function start(extra: Partial<ArmSimOptions> = {}): Promise<ArmSimulator> {
   sim = await startArmSimulator({
     subscriptionId: SUB,
+    clock: () => now,
     deploymentDelayMs: 60,
     gatewayVm: { resourceGroup: GW_RG, name: "gateway" },
     dnsZone: { resourceGroup: DNS_RG, name: ZONE },
@@ -156,7 +162,10 @@ async function deploy(rm: Rm, name: string, body: unknown): Promise<Record<strin
     {
       sendInitialRequest: async () =>
         lroResponse(await send(rm, "PUT", deploymentPath(name), body)),
-      sendPollRequest: async (path) => lroResponse(await send(rm, "GET", path)),
+      sendPollRequest: async (path) => {
+        tick(10); // the simulated time between two polls
+        return lroResponse(await send(rm, "GET", path));
+      },
     },
     { intervalInMs: 10 },
   );
@@ -204,13 +213,10 @@ describe("ARM simulator", () => {
     );
     expect(first.headers.get("retry-after")).toBe("0");
     expect(parsed(await send(c.resources, "GET", asyncOp))).toEqual({ status: "Running" });
-
-    let status = "Running";
-    while (status === "Running") {
-      await new Promise((r) => setTimeout(r, 10));
-      status = String(parsed(await send(c.resources, "GET", asyncOp)).status);
-    }
-    expect(status).toBe("Succeeded");
+    tick(59);
+    expect(parsed(await send(c.resources, "GET", asyncOp))).toEqual({ status: "Running" });
+    tick(1);
+    expect(parsed(await send(c.resources, "GET", asyncOp))).toEqual({ status: "Succeeded" });
     const done = parsed(await send(c.resources, "GET", deploymentPath(`grafana-${ref}`)));
     expect(done).toMatchObject({ properties: { provisioningState: "Succeeded" } });
     const outputs = (done.properties as { outputs: Record<string, { value: string }> }).outputs;
@@ -286,18 +292,25 @@ describe("ARM simulator", () => {
   it("when a deployment is PUT while it is still running, then ARM answers 409 DeploymentActive", async () => {
     const s = await start({ deploymentDelayMs: 5_000 });
     const c = clients(s);
-    await send(c.resources, "PUT", deploymentPath("busy"), deploymentBody("busybusybusybusybusy"));
-    const again = await send(
-      c.resources,
-      "PUT",
-      deploymentPath("busy"),
-      deploymentBody("busybusybusybusybusy"),
-    );
+    const body = {
+      ...deploymentBody("busybusybusybusybusy"),
+      tags: { "supafana-operation": "op-1" },
+    };
+    await send(c.resources, "PUT", deploymentPath("busy"), body);
+    const again = await send(c.resources, "PUT", deploymentPath("busy"), body);
     expect(again.status).toBe(409);
     expect(parsed(again)).toMatchObject({ error: { code: "DeploymentActive" } });
     const [d] = s.deployments();
     expect(d?.puts).toBe(1);
     expect(d?.history.map((h) => h.status)).toEqual([201, 409]);
+    // Still refused a moment before it ends; accepted (a redeploy) once it has.
+    tick(4_999);
+    expect((await send(c.resources, "PUT", deploymentPath("busy"), body)).status).toBe(409);
+    tick(1);
+    expect((await send(c.resources, "PUT", deploymentPath("busy"), body)).status).toBe(200);
+    expect(s.deploymentPuts()).toEqual([
+      { deployment: `${GRAFANA_RG}/busy`, operationId: "op-1", puts: 4 },
+    ]);
   });
 
   it("when a deployment is made to fail, then the poller fails and the deployment carries the error", async () => {
@@ -428,8 +441,21 @@ describe("ARM simulator", () => {
       c.network.networkInterfaces.beginDeleteAndWait(GRAFANA_RG, `grafana-${ref}-nic`, POLL),
     );
     expect(errorCode(early)).toBe("NicInUse");
+    // A DELETE repeated while the first is in progress joins it: the delete does not start over.
+    tick(100);
+    await c.compute.virtualMachines.delete(GRAFANA_RG, `grafana-${ref}`, POLL).submitted();
+    tick(49);
+    expect(s.resources().some((r) => r.name === `grafana-${ref}`)).toBe(true);
+    tick(1);
+    expect(s.resources().some((r) => r.name === `grafana-${ref}`)).toBe(false);
     await poller.pollUntilDone();
-    await c.network.networkInterfaces.beginDeleteAndWait(GRAFANA_RG, `grafana-${ref}-nic`, POLL);
+    const nicDelete = await c.network.networkInterfaces.beginDelete(
+      GRAFANA_RG,
+      `grafana-${ref}-nic`,
+      POLL,
+    );
+    tick(150);
+    await nicDelete.pollUntilDone();
     expect(s.resources().some((r) => r.name === `grafana-${ref}-nic`)).toBe(false);
   });
 

@@ -113,10 +113,39 @@ describe("token refresh", () => {
       refreshLeaseUntil: new Date(t.clock.now().getTime() + 15_000),
     });
     t.supabase.expireAccessTokens();
+    // The same session on services whose installation-row reads are counted.
+    let reads = 0;
+    const tables = t.services.tables;
+    const watched = {
+      ...t.services,
+      tables: {
+        ...tables,
+        client: (name: Parameters<typeof tables.client>[0]) => {
+          const real = tables.client(name);
+          if (name !== "installations") return real;
+          return new Proxy(real, {
+            get: (target, prop, receiver) => {
+              const value: unknown = Reflect.get(target, prop, receiver);
+              if (typeof value !== "function") return value;
+              const fn = (value as (...a: unknown[]) => unknown).bind(target);
+              if (prop !== "getEntity") return fn;
+              return (...args: unknown[]) => {
+                reads++;
+                return fn(...args);
+              };
+            },
+          });
+        },
+      },
+    };
+    const waiting = new TestClient(connectDefinitions, watched);
+    for (const [name, value] of client.cookies) waiting.cookies.set(name, value);
     const calls = stats().managementCalls;
-    const pending = client.get("/api/projects");
-    while (stats().managementCalls === calls) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 300)); // this instance has met the 401 and is waiting
+    const pending = waiting.get("/api/projects");
+    await expect.poll(() => stats().managementCalls, { timeout: 25_000 }).toBeGreaterThan(calls);
+    // This instance met the 401, found the lease and reads the row again while it waits.
+    const readsAt401 = reads;
+    await expect.poll(() => reads, { timeout: 25_000 }).toBeGreaterThanOrEqual(readsAt401 + 2);
     expect(stats().refreshes).toBe(refreshesBefore);
 
     // The other instance finishes: new tokens, new version, lease released.

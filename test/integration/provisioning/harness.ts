@@ -115,7 +115,8 @@ export class Driver {
         return Promise.resolve();
       },
       schedule: (queue, m, at) => {
-        push(queue, m, Math.max(0, at.getTime() - Date.now()));
+        // Scheduled by the services' clock, so a test that moves the clock moves the delays.
+        push(queue, m, Math.max(0, at.getTime() - base.clock.now().getTime()));
         return Promise.resolve();
       },
       client: () => Promise.reject(new Error("the driver has no Service Bus client")),

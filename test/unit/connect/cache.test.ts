@@ -13,12 +13,16 @@ describe("TtlCache", () => {
     const clock = manualClock();
     const cache = new TtlCache<number>(clock);
     let loads = 0;
-    const load = async () => {
+    let finish!: (v: number) => void;
+    const loading = new Promise<number>((resolve) => (finish = resolve));
+    const load = () => {
       loads++;
-      await new Promise((r) => setTimeout(r, 10));
-      return 42;
+      return loading;
     };
-    const values = await Promise.all(Array.from({ length: 20 }, () => cache.get("k", 1000, load)));
+    // Every caller asks while the one load is still pending; then it ends.
+    const all = Promise.all(Array.from({ length: 20 }, () => cache.get("k", 1000, load)));
+    finish(42);
+    const values = await all;
     expect(values.every((v) => v === 42)).toBe(true);
     expect(loads).toBe(1);
   });
