@@ -44,10 +44,7 @@ export class ApiError extends Error {
 }
 
 const isErrorBody = (v: unknown): v is ErrorBody =>
-  typeof v === "object" &&
-  v !== null &&
-  "error" in v &&
-  typeof v.error === "object";
+  typeof v === "object" && v !== null && "error" in v && typeof v.error === "object";
 
 let onUnauthorized: (err: ApiError) => void = () => undefined;
 /** Called with every 401 answer (the session is gone: show Connect). */
