@@ -24,7 +24,12 @@ const TITLES: Record<string, string> = {
 export function App() {
   const { path } = useLocation();
   const ended = useSessionEnd();
-  const me = useQuery({ queryKey: keys.me, queryFn: getMe, staleTime: Infinity });
+  const me = useQuery({
+    queryKey: keys.me,
+    queryFn: getMe,
+    staleTime: Infinity,
+    retryOnMount: false,
+  });
   const hadSession = useRef(false);
   if (me.data) hadSession.current = true;
 
