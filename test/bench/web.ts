@@ -87,7 +87,7 @@ export async function benchWeb(): Promise<Record<string, string | number>> {
     for (let i = 0; i < NAVIGATIONS; i++) {
       await page.goto("/projects", { waitUntil: "commit" });
       const t = await page.waitForFunction(
-        () => (document.querySelector("ul.projects > li") ? performance.now() : false),
+        'document.querySelector("ul.projects > li") ? performance.now() : false',
         undefined,
         { polling: "raf", timeout: 10_000 },
       );

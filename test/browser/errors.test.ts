@@ -41,9 +41,9 @@ describe("web app: error paths in Chromium", () => {
     browser = await launchChromium(web);
   });
   afterAll(async () => {
-    await browser?.close();
-    await web?.close();
-    await supabase?.close();
+    await browser.close();
+    await web.close();
+    await supabase.close();
   });
 
   it("when consent is denied, a member has no e-mail, codes are wrong, resends are throttled, the trial is used and the session expires, then each is said in plain words", async () => {

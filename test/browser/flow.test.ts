@@ -8,6 +8,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import {
+  seriousViolations,
   capture,
   launchChromium,
   openSession,
@@ -25,8 +26,8 @@ describe("web app: the sandbox flow in Chromium", () => {
     browser = await launchChromium(web);
   });
   afterAll(async () => {
-    await browser?.close();
-    await web?.close();
+    await browser.close();
+    await web.close();
   });
 
   it("when a person connects, identifies, provisions, opens Grafana, rotates the password, pays, deletes and signs out, then every screen shows it", async () => {
@@ -98,10 +99,10 @@ describe("web app: the sandbox flow in Chromium", () => {
     expect(password.length).toBeGreaterThanOrEqual(16);
     await card.getByRole("button", { name: "Copy password" }).click();
     await card.getByText("Copied to the clipboard.").waitFor();
-    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(password);
+    expect(await page.evaluate("navigator.clipboard.readText()")).toBe(password);
     axe.password = await capture(page, "07-password");
-    const stored = await page.evaluate(() =>
-      JSON.stringify([{ ...localStorage }, { ...sessionStorage }, document.cookie]),
+    const stored: string = await page.evaluate(
+      "JSON.stringify([{ ...localStorage }, { ...sessionStorage }, document.cookie])",
     );
     expect(stored).not.toContain(password);
     await card.getByRole("button", { name: "Done" }).click();
@@ -158,10 +159,19 @@ describe("web app: the sandbox flow in Chromium", () => {
     await page.getByRole("link", { name: "Connect Supabase organization" }).click();
     await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
     await page.getByRole("heading", { name: "Staging Web" }).waitFor();
-    const overflow = await page.evaluate(
-      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    const overflow: number = await page.evaluate(
+      "document.documentElement.scrollWidth - document.documentElement.clientWidth",
     );
     expect(overflow).toBeLessThanOrEqual(0);
     expect(await capture(page, "12-projects-360")).toEqual([]);
   }, 60_000);
+
+  it("when a page has an unlabelled image and button, then the axe check reports them (the check can fail)", async () => {
+    const { page } = await openSession(browser, web);
+    await page.setContent(
+      '<!doctype html><html lang="en"><title>t</title><main><h1>t</h1><img src="data:,"><button></button></main></html>',
+    );
+    const ids = (await seriousViolations(page)).map((v) => v.id).sort();
+    expect(ids).toEqual(["button-name", "image-alt"]);
+  });
 });

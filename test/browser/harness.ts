@@ -143,17 +143,11 @@ export interface AxeViolation {
  */
 export async function seriousViolations(page: Page): Promise<AxeViolation[]> {
   await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run: (ctx: Document) => Promise<any> } }).axe; // eslint-disable-line @typescript-eslint/no-explicit-any
-    const r = await axe.run(document);
-    return (r.violations as Array<any>).map((v) => ({
-      // eslint-disable-line @typescript-eslint/no-explicit-any
-      id: v.id as string,
-      impact: v.impact as string | null,
-      help: v.help as string,
-      nodes: (v.nodes as unknown[]).length,
-    }));
-  });
+  // A string, so it runs in the page (whose DOM types the Node-side program does not load).
+  const result: AxeViolation[] = await page.evaluate(`
+    axe.run(document).then((r) =>
+      r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length })),
+    )`);
   return result.filter((v) => v.impact === "serious" || v.impact === "critical");
 }
 
@@ -171,16 +165,16 @@ export async function capture(page: Page, name: string): Promise<AxeViolation[]>
 export async function tabTo(page: Page, name: RegExp, max = 80): Promise<number> {
   for (let i = 1; i <= max; i++) {
     await page.keyboard.press("Tab");
-    const focused = await page.evaluate(() => {
-      const el = document.activeElement as HTMLElement | null;
+    const focused: { name: string; outline: boolean } | undefined = await page.evaluate(`(() => {
+      const el = document.activeElement;
       if (!el || el === document.body) return undefined;
       const style = getComputedStyle(el);
       const label = el.getAttribute("aria-label") ?? el.textContent ?? "";
       return {
-        name: label.replace(/\s+/g, " ").trim(),
+        name: label.replace(/\\s+/g, " ").trim(),
         outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0,
       };
-    });
+    })()`);
     if (focused && name.test(focused.name)) {
       if (!focused.outline) throw new Error(`focus on "${focused.name}" is not visible`);
       return i;

@@ -2,9 +2,7 @@
  * When to ask again about something in flight: soon after it changes, then less and less often
  * while it stays the same, and never once it has ended.
  */
-import type { InstanceState } from "./api/client";
-
-const IN_FLIGHT: ReadonlySet<InstanceState> = new Set([
+const IN_FLIGHT: ReadonlySet<string> = new Set([
   "Requested",
   "Deploying",
   "Configuring",
@@ -12,7 +10,8 @@ const IN_FLIGHT: ReadonlySet<InstanceState> = new Set([
   "Deleting",
 ]);
 
-export const isInFlight = (state: InstanceState | undefined): boolean =>
+/** True while an operation is under way (a state that will change by itself). */
+export const isInFlight = (state: string | undefined): boolean =>
   state !== undefined && IN_FLIGHT.has(state);
 
 export interface Backoff {
