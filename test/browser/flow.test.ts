@@ -80,6 +80,7 @@ describe("web app: the sandbox flow in Chromium", () => {
       .poll(() => card.getByText(/Trial \(\d+ days?( \d+ hours?)? left\)/).count())
       .toBe(1);
     expect(await card.getByRole("list", { name: "Provisioning progress" }).count()).toBe(0);
+    axe.running = await capture(page, "05-running");
 
     // Open Grafana: the instance URL, answered by the sandbox Grafana page.
     const link = card.getByRole("link", { name: /Open Grafana/ });
