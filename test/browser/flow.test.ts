@@ -20,14 +20,17 @@ import {
 describe("web app: the sandbox flow in Chromium", () => {
   let web: WebHost;
   let browser: Browser;
+  /** What beforeAll started, closed in reverse order (also when a later start failed). */
+  const started: Array<() => Promise<unknown>> = [];
 
   beforeAll(async () => {
     web = await startWebHost();
+    started.push(() => web.close());
     browser = await launchChromium(web);
+    started.push(() => browser.close());
   });
   afterAll(async () => {
-    await browser.close();
-    await web.close();
+    for (const close of started.reverse()) await close();
   });
 
   it("when a person connects, identifies, provisions, opens Grafana, rotates the password, pays, deletes and signs out, then every screen shows it", async () => {
@@ -154,10 +157,11 @@ describe("web app: the sandbox flow in Chromium", () => {
     for (const [screen, violations] of Object.entries(axe)) expect(violations, screen).toEqual([]);
   }, 150_000);
 
-  it("when the screen is 360 px wide, then the projects list fits without sideways scrolling", async () => {
+  it("when the screen is 360 px wide and only the keyboard is used, then a member identifies and the projects list fits without sideways scrolling", async () => {
     const { page } = await openSession(browser, web, { width: 360, height: 740 });
     await page.goto("/projects");
-    await page.getByRole("link", { name: "Connect Supabase organization" }).click();
+    await tabTo(page, /^Connect Supabase organization$/);
+    await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
     await page.getByRole("heading", { name: "Staging Web" }).waitFor();
     const overflow: number = await page.evaluate(
@@ -165,6 +169,20 @@ describe("web app: the sandbox flow in Chromium", () => {
     );
     expect(overflow).toBeLessThanOrEqual(0);
     expect(await capture(page, "12-projects-360")).toEqual([]);
+
+    // Identify with the keyboard alone: the code field takes the focus once the code is sent.
+    await tabTo(page, /^identify yourself$/);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Identify yourself" }).waitFor();
+    await tabTo(page, /^That's me: grace$/);
+    await page.keyboard.press("Enter");
+    await page.getByText("We sent a 6-digit code to g***@demo.example").waitFor();
+    const code = String(web.platform.loops!.sent.at(-1)!.dataVariables.verificationCode);
+    await page.keyboard.type(code);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+    await page.getByRole("banner").getByText("grace").waitFor();
+    expect(await capture(page, "13-identified-360")).toEqual([]);
   }, 60_000);
 
   it("when a page has an unlabelled image and button, then the axe check reports them (the check can fail)", async () => {

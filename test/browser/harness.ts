@@ -15,6 +15,7 @@ import { startFunctionHost, type FunctionHost } from "../../local/function-host.
 import type { Platform, PlatformOptions } from "../../local/platform.js";
 import { freePort } from "../../local/ports.js";
 import { startSandboxGrafana, type SandboxGrafana } from "../../local/sandbox-grafana.js";
+import { startServiceBusEmulator } from "../../local/service-bus/index.js";
 import { createWebStatic, firstOf } from "../../local/web-static.js";
 import { startTestPlatform } from "../helpers/platform.js";
 
@@ -38,8 +39,34 @@ export interface WebHost {
   close(): Promise<void>;
 }
 
-/** The local host as `npm start` runs it, on a free port, with the built web app. */
+/**
+ * The local host as `npm start` runs it, on a free port, with the built web app. It has a Service
+ * Bus emulator of its own: the demo org's project refs are the queue sessions, and another test
+ * file's consumers on a shared emulator would take its messages.
+ */
 export async function startWebHost(opts: PlatformOptions = {}): Promise<WebHost> {
+  const bus = await startServiceBusEmulator({ port: 0 });
+  // A free port can be taken by another process before we listen on it: try a few.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const web = await startWebHostOnce({ serviceBusConnection: bus.connectionString, ...opts });
+      return {
+        ...web,
+        close: async () => {
+          await web.close();
+          await bus.close();
+        },
+      };
+    } catch (err) {
+      if (attempt >= 3 || (err as { code?: string }).code !== "EADDRINUSE") {
+        await bus.close();
+        throw err;
+      }
+    }
+  }
+}
+
+async function startWebHostOnce(opts: PlatformOptions): Promise<WebHost> {
   const port = await freePort();
   const base = `http://localhost:${port}`;
   const platform = await startTestPlatform({
@@ -48,12 +75,18 @@ export async function startWebHost(opts: PlatformOptions = {}): Promise<WebHost>
     stripeWebhookUrl: `${base}/api/webhooks/stripe`,
     ...opts,
   });
-  const host = await startFunctionHost(allDefinitions, platform.services, {
-    port,
-    adminKey: LOCAL.adminKey,
-    functionKey: LOCAL.functionKey,
-    extraRoutes: firstOf(createWebStatic()),
-  });
+  let host: FunctionHost;
+  try {
+    host = await startFunctionHost(allDefinitions, platform.services, {
+      port,
+      adminKey: LOCAL.adminKey,
+      functionKey: LOCAL.functionKey,
+      extraRoutes: firstOf(createWebStatic()),
+    });
+  } catch (err) {
+    await platform.close();
+    throw err;
+  }
   const gateway = platform.gateway;
   const grafana = await startSandboxGrafana({
     domain: platform.config.GRAFANA_DOMAIN,

@@ -9,8 +9,9 @@ export type SessionEnd = { reason: "expired" | "signed_out" } | null;
 let ended: SessionEnd = null;
 const listeners = new Set<() => void>();
 
+/** The first reason stands: the 401s that follow a sign-out do not turn it into an expiry. */
 export function endSession(reason: "expired" | "signed_out"): void {
-  if (ended?.reason === reason) return;
+  if (ended) return;
   ended = { reason };
   for (const l of listeners) l();
 }
