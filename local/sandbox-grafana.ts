@@ -140,19 +140,27 @@ the instance is not running (yet), or was deleted.</p>`,
 
 /**
  * For `npm start`: the sandbox Grafana on `LOCAL_GRAFANA_PORT`, else on 443 when this process
- * may bind it (instance URLs then open as they are), else on a free port.
+ * may bind it (instance URLs then open as they are), else on a free port. Never fails the start:
+ * without it, only "Open Grafana" has nothing to show.
  */
 export async function startLocalSandboxGrafana(
   domain: string,
   isRouted: (hostname: string) => boolean,
   env: Record<string, string | undefined>,
-): Promise<{ grafana: SandboxGrafana; note: string }> {
+): Promise<{ grafana: SandboxGrafana | undefined; note: string }> {
   const wanted = env.LOCAL_GRAFANA_PORT ? Number(env.LOCAL_GRAFANA_PORT) : 443;
   let grafana: SandboxGrafana;
   try {
-    grafana = await startSandboxGrafana({ domain, isRouted, port: wanted });
-  } catch {
-    grafana = await startSandboxGrafana({ domain, isRouted, port: 0 });
+    try {
+      grafana = await startSandboxGrafana({ domain, isRouted, port: wanted });
+    } catch {
+      grafana = await startSandboxGrafana({ domain, isRouted, port: 0 });
+    }
+  } catch (err) {
+    return {
+      grafana: undefined,
+      note: `not started (${err instanceof Error ? err.message.split("\n")[0] : String(err)})`,
+    };
   }
   const note =
     grafana.port === 443
