@@ -21,7 +21,7 @@ param tags object = {}
 @maxLength(200)
 param grafanaDomain string
 
-@description('Optional. Public https origin of the SPA and the API (same origin), e.g. "https://app.example.com". Empty: the Function App\'s default host name.')
+@description('Optional. Public https origin of the SPA and the API (same origin, served by Front Door), e.g. "https://app.example.com": its host becomes Front Door\'s custom domain. Empty: the Front Door endpoint\'s *.azurefd.net name.')
 param publicBaseUrl string = ''
 
 @description('Required. Client id of the Supabase OAuth app (its secret goes into Key Vault).')
@@ -285,6 +285,20 @@ module functionApp 'modules/functionApp.bicep' = {
   }
 }
 
+// The web app and /api on one origin: Front Door in front of the SPA's blobs and the Function App.
+module web 'modules/web.bicep' = {
+  scope: platformRg
+  name: '${namePrefix}-web'
+  params: {
+    namePrefix: namePrefix
+    storageAccountName: take('stweb${replace(env, '-', '')}${resourceToken}', 24)
+    location: location
+    tags: platformTags
+    functionAppHostName: functionApp.outputs.defaultHostName
+    customHostName: empty(publicBaseUrl) ? '' : split(replace(publicBaseUrl, 'https://', ''), '/')[0]
+  }
+}
+
 // ----- Access -----------------------------------------------------------------------------------
 
 module platformRbac 'modules/platformRbac.bicep' = {
@@ -336,7 +350,7 @@ module subscriptionRbac 'modules/subscriptionRbac.bicep' = {
 
 var vaultUri = keyVault.outputs.vaultUri
 var grafanaTemplateSpecId = '${templateSpec.outputs.resourceId}/versions/${grafanaTemplateSpecVersion}'
-var effectivePublicBaseUrl = empty(publicBaseUrl) ? 'https://${functionApp.outputs.defaultHostName}' : publicBaseUrl
+var effectivePublicBaseUrl = empty(publicBaseUrl) ? 'https://${web.outputs.hostName}' : publicBaseUrl
 
 // Exactly the settings lib/config.ts reads (test/bicep/contract.test.ts compares the two lists),
 // plus the Functions host's own. Left to their defaults on purpose: SANDBOX (off), the
@@ -497,3 +511,21 @@ type loopsTransactionalIdsType = {
   @description('Required. "Your Grafana was deleted".')
   instanceDeleted: string
 }
+
+@description('Storage account the built web app (web/dist) is uploaded to.')
+output WEB_STORAGE_ACCOUNT string = web.outputs.storageAccountName
+
+@description('Blob container of the built web app.')
+output WEB_CONTAINER string = web.outputs.containerName
+
+@description('Front Door profile and endpoint (cache purge after uploading the web app).')
+output FRONT_DOOR_PROFILE string = web.outputs.profileName
+
+@description('Front Door endpoint name.')
+output FRONT_DOOR_ENDPOINT string = web.outputs.endpointName
+
+@description('CNAME target for the app\'s custom host name.')
+output FRONT_DOOR_ENDPOINT_HOST string = web.outputs.endpointHostName
+
+@description('TXT value for _dnsauth.<custom host> (empty without a custom host name).')
+output WEB_HOST_VALIDATION_TOKEN string = web.outputs.customDomainValidationToken

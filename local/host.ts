@@ -11,6 +11,8 @@ import { ConfigError } from "../lib/config.js";
 import { ensureBundle, startLocalApp, type LocalApp } from "./app-host.js";
 import { describeBindings } from "./function-host.js";
 import { LOCAL, startPlatform, type Platform } from "./platform.js";
+import { startLocalSandboxGrafana, type SandboxGrafana } from "./sandbox-grafana.js";
+import { createWebStatic, firstOf } from "./web-static.js";
 
 const port = Number(process.env.PORT ?? 7071);
 const quiet = process.env.LOCAL_QUIET === "1";
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
   const publicBaseUrl = process.env.PUBLIC_BASE_URL ?? `http://localhost:${port}`;
   let platform: Platform | undefined;
   let local: LocalApp | undefined;
+  let grafana: SandboxGrafana | undefined;
   let stopping = false;
 
   const stop = async (code: number) => {
@@ -44,6 +47,7 @@ async function main(): Promise<void> {
     stopping = true;
     say("\nStopping…");
     await local?.close().catch(() => undefined);
+    await grafana?.close().catch(() => undefined);
     await platform?.close().catch(() => undefined);
     say("Stopped. Nothing left running.");
     process.exit(code);
@@ -63,12 +67,22 @@ async function main(): Promise<void> {
       host: process.env.HOST ?? "127.0.0.1",
       adminKey: process.env.LOCAL_ADMIN_KEY ?? LOCAL.adminKey,
       functionKey: process.env.LOCAL_FUNCTION_KEY ?? LOCAL.functionKey,
-      extraRoutes: sandboxRoutes(platform),
+      extraRoutes: firstOf(sandboxRoutes(platform), createWebStatic()),
       log: (level, message) => {
         if (level === "error") console.error(message);
         else if (!quiet) say(message);
       },
     });
+    const gateway = platform.gateway;
+    if (platform.config.SANDBOX && gateway) {
+      const sandbox = await startLocalSandboxGrafana(
+        platform.config.GRAFANA_DOMAIN,
+        (h) => gateway.routes().has(h),
+        process.env,
+      );
+      grafana = sandbox.grafana;
+      platform.started.push({ name: "Sandbox Grafana pages", url: sandbox.note });
+    }
   } catch (err) {
     if (err instanceof ConfigError) console.error(err.message);
     else console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
@@ -82,6 +96,7 @@ async function main(): Promise<void> {
   const { host, app } = local;
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);
   say(`  ${"Functions (dist/index.js)".padEnd(36)} ${host.url}/api`);
+  say(`  ${"Web app".padEnd(36)} ${publicBaseUrl}/`);
   say("");
   for (const line of describeBindings(app, platform.config)) say(line);
   say("");

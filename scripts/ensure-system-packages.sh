@@ -2,9 +2,10 @@
 # Makes sure the system tools the unit tests validate against are installed:
 #   nginx    -> `nginx -t` on rendered gateway configs
 #   promtool -> `promtool check config|rules` on rendered Prometheus config and alert expressions
+#   chromium -> the browser tests of the web app (playwright-core drives Debian's Chromium)
 # (Debian bookworm: `promtool` ships in the `prometheus` package.)
 #
-# Idempotent: does nothing when both binaries are already on PATH. Needs root to install.
+# Idempotent: does nothing when every binary is already on PATH. Needs root to install.
 # Services are never left running: package maintainer scripts are told not to start them
 # (policy-rc.d), and any nginx/prometheus process that appeared during the install is stopped
 # by its process id.
@@ -15,9 +16,10 @@ log() { printf 'ensure-system-packages: %s\n' "$*"; }
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "nginx and promtool already present; nothing to do"
+  log "nginx, promtool and chromium already present; nothing to do"
   exit 0
 fi
 
@@ -53,9 +55,9 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 log "apt-get update"
-apt-get update -qq
+apt-get -o DPkg::Lock::Timeout=600 update -qq
 log "apt-get install --no-install-recommends ${missing[*]}"
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 
 # Make sure nothing was left running or enabled.
 for unit in nginx prometheus; do
@@ -82,3 +84,4 @@ stop_new prometheus "$before_prometheus"
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 log "nginx: $("$nginx_bin" -v 2>&1)"
 log "promtool: $(promtool --version 2>&1 | head -n 1)"
+log "chromium: $(chromium --version 2>/dev/null || /usr/bin/chromium --version 2>&1 | head -n 1)"

@@ -18,23 +18,32 @@ declare module "vitest" {
   }
 }
 
-/** nginx and promtool validate rendered configs; install them (Debian packages) when missing. */
+/**
+ * nginx and promtool validate rendered configs, Chromium runs the browser tests; install them
+ * (Debian packages) when missing.
+ */
 function ensureSystemTools(): void {
-  const missing = ["nginx", "promtool"].filter(
+  const missing = ["nginx", "promtool", "chromium"].filter(
     (tool) =>
       spawnSync("sh", ["-c", `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0,
   );
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
     throw new Error(
-      `${missing.join(" and ")} missing: run "sudo bash scripts/ensure-system-packages.sh" once, then npm test again`,
+      `${missing.join(", ")} missing: run "sudo bash scripts/ensure-system-packages.sh" once, then npm test again`,
     );
   }
   execFileSync("bash", ["scripts/ensure-system-packages.sh"], { stdio: "inherit" });
 }
 
+/** The browser tests load the built web app: build it when a source is newer than the build. */
+function ensureWebBuild(): void {
+  execFileSync(process.execPath, ["scripts/build-web.mjs", "--if-stale"], { stdio: "inherit" });
+}
+
 export default async function setup(project: TestProject) {
   ensureSystemTools();
+  ensureWebBuild();
   // End-to-end tests run the shipped bundle: build it when a source is newer.
   ensureBundle((line) => console.log(line));
   const [azurite, bus] = await Promise.all([startAzurite(), startServiceBusEmulator({ port: 0 })]);

@@ -5,6 +5,7 @@
 import { benchConnect } from "./connect.js";
 import { benchPlatform } from "./platform.js";
 import { benchProvisioning } from "./provisioning.js";
+import { benchWeb } from "./web.js";
 import { benchWebhooks } from "./webhooks.js";
 
 type Section = [string, () => Promise<Record<string, string | number>>];
@@ -14,6 +15,7 @@ const sections: Section[] = [
   ["Connect", benchConnect],
   ["Billing webhooks", () => benchWebhooks()],
   ["Provisioning", () => benchProvisioning()],
+  ["Web app", benchWeb],
 ];
 
 const only = process.argv.slice(2).map((s) => s.toLowerCase());

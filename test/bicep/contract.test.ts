@@ -236,6 +236,7 @@ const SAMPLES: Record<string, string> = {
     "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/",
   "keyVault.outputs.vaultUri": "https://kv-dev-abcdefghijklm.vault.azure.net/",
   "functionApp.outputs.defaultHostName": "func-supafana-dev-abc.azurewebsites.net",
+  "web.outputs.hostName": "ep-supafana-dev-abcdefgh.z01.azurefd.net",
   "templateSpec.outputs.resourceId":
     "/subscriptions/6d6a2a1e-0b7c-4d3e-9a55-0f4d1e2c3b4a/resourceGroups/rg-supafana-dev/providers/Microsoft.Resources/templateSpecs/grafana-host",
   "network.outputs.grafanaSubnetId":
@@ -326,7 +327,8 @@ describe("app settings as deployed", () => {
       env[name] = reference ? (vaultSecrets[reference[1] ?? ""] ?? "") : value;
     }
     const config = loadConfig(env);
-    expect(config.PUBLIC_BASE_URL).toBe("https://func-supafana-dev-abc.azurewebsites.net");
+    // The SPA and /api share Front Door's origin (bicep/modules/web.bicep).
+    expect(config.PUBLIC_BASE_URL).toBe("https://ep-supafana-dev-abcdefgh.z01.azurefd.net");
     expect(config.GRAFANA_DOMAIN).toBe("grafana.example.com");
     expect(config.GRAFANA_TEMPLATE_SPEC_ID).toBe(
       `${SAMPLES["templateSpec.outputs.resourceId"] ?? ""}/versions/1.0.0`,

@@ -19,7 +19,7 @@ describe("the shipped bundle through the worker contract", () => {
   let org: ConnectedOrg;
 
   beforeAll(async () => {
-    platform = await startTestPlatform({ deploymentDelayMs: 50 });
+    platform = await startTestPlatform({ deploymentDelayMs: 50, ownServiceBus: true });
     org = await connectOrg(platform.services, platform.supabase!, { projects: 1 });
     local = await startTestApp(platform, { runQueues: true });
   });

@@ -52,6 +52,7 @@ describe("sandbox flow through the local host", () => {
       publicBaseUrl: base,
       deploymentDelayMs: 200,
       stripeWebhookUrl: `${base}/api/webhooks/stripe`,
+      ownServiceBus: true,
     });
     local = await startLocalApp(platform, {
       port,

@@ -14,13 +14,21 @@ import {
   type PlatformOptions,
 } from "../../local/platform.js";
 
-export async function startTestPlatform(opts: PlatformOptions = {}): Promise<Platform> {
+/**
+ * `ownServiceBus`: the platform starts a Service Bus emulator of its own. A file whose queue
+ * consumers run needs one: sessions are keyed by project ref, and consumers of another file on
+ * the shared emulator would take its messages.
+ */
+export async function startTestPlatform(
+  opts: PlatformOptions & { ownServiceBus?: boolean } = {},
+): Promise<Platform> {
+  const { ownServiceBus, ...rest } = opts;
   return startPlatform({
     storageConnection: inject("storageConnection"),
-    serviceBusConnection: inject("serviceBusConnection"),
+    ...(ownServiceBus ? {} : { serviceBusConnection: inject("serviceBusConnection") }),
     tablePrefix: randomTablePrefix(),
     deploymentDelayMs: 50,
-    ...opts,
+    ...rest,
   });
 }
 

@@ -1,0 +1,196 @@
+/**
+ * The whole sandbox flow in Chromium through the local host, as a person clicks it: connect →
+ * identify with the e-mailed code → provision → watch it reach Running → open Grafana → rotate
+ * the password → pay in the simulated Stripe Checkout → see the paid plan → delete → sign out.
+ * Every screen is screenshotted and checked with axe-core; the page must never trip its CSP.
+ */
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import {
+  seriousViolations,
+  capture,
+  launchChromium,
+  openSession,
+  startWebHost,
+  tabTo,
+  type WebHost,
+} from "./harness.js";
+
+describe("web app: the sandbox flow in Chromium", () => {
+  let web: WebHost;
+  let browser: Browser;
+  /** What beforeAll started, closed in reverse order (also when a later start failed). */
+  const started: Array<() => Promise<unknown>> = [];
+
+  beforeAll(async () => {
+    web = await startWebHost();
+    started.push(() => web.close());
+    browser = await launchChromium(web);
+    started.push(() => browser.close());
+  });
+  afterAll(async () => {
+    for (const close of started.reverse()) await close();
+  });
+
+  it("when a person connects, identifies, provisions, opens Grafana, rotates the password, pays, deletes and signs out, then every screen shows it", async () => {
+    const { page, context, cspViolations } = await openSession(browser, web);
+    const axe: Record<string, unknown[]> = {};
+
+    // Connect.
+    await page.goto("/");
+    await expect
+      .poll(() => page.getByRole("heading", { level: 1 }).textContent())
+      .toBe("Grafana for every Supabase project");
+    axe.connect = await capture(page, "01-connect");
+    await page.getByRole("link", { name: "Connect Supabase organization" }).click();
+
+    // Identify yourself: back from OAuth with a session but no verified member.
+    await page.getByRole("heading", { name: "Identify yourself" }).waitFor();
+    expect(new URL(page.url()).pathname).toBe("/identify");
+    await page.getByRole("button", { name: "That's me: grace" }).waitFor();
+    axe.identify = await capture(page, "02-identify");
+    await page.getByRole("button", { name: "That's me: ada" }).click();
+    await page.getByText("We sent a 6-digit code to a***@demo.example").waitFor();
+    await expect.poll(() => page.getByText(/You can ask for a new code in 0:5\d/).count()).toBe(1);
+    const mail = web.platform.loops!.sent.at(-1)!;
+    const code = String(mail.dataVariables.verificationCode);
+    await page.getByLabel("6-digit code").fill(code);
+    axe.code = await capture(page, "03-code");
+    await page.keyboard.press("Enter");
+
+    // Projects: every project of the org with its Supabase status and region.
+    await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+    const cards = page.getByRole("list", { name: "Projects" }).getByRole("listitem");
+    await expect.poll(() => cards.count()).toBe(5);
+    const card = cards.filter({ has: page.getByRole("heading", { name: "Production API" }) });
+    await expect.poll(() => card.getByText("Supabase: Active · us-east-1").count()).toBe(1);
+    await expect
+      .poll(() =>
+        cards.filter({ hasText: "Legacy (paused)" }).getByText("Supabase: Paused").count(),
+      )
+      .toBe(1);
+    await page.getByRole("banner").getByText("ada").waitFor();
+    axe.projects = await capture(page, "04-projects");
+
+    // Provision by keyboard, and watch the steps until Running.
+    await tabTo(page, /^Provision Grafana for Production API$/);
+    await page.keyboard.press("Enter");
+    await card.getByRole("list", { name: "Provisioning progress" }).waitFor();
+    axe.provisioning = await capture(page, "05-provisioning");
+    await card.getByText(/^Grafana: Running/).waitFor({ timeout: 60_000 });
+    await expect
+      .poll(() => card.getByText(/Trial \(\d+ days?( \d+ hours?)? left\)/).count())
+      .toBe(1);
+    expect(await card.getByRole("list", { name: "Provisioning progress" }).count()).toBe(0);
+    axe.running = await capture(page, "05-running");
+
+    // Open Grafana: the instance URL, answered by the sandbox Grafana page.
+    const link = card.getByRole("link", { name: /Open Grafana/ });
+    expect(await link.getAttribute("href")).toBe(
+      `https://qzdemoprodapiabcdefg.${web.platform.config.GRAFANA_DOMAIN}`,
+    );
+    const [grafanaTab] = await Promise.all([context.waitForEvent("page"), link.click()]);
+    await grafanaTab.getByRole("heading", { name: "Grafana would be here" }).waitFor();
+    await grafanaTab.screenshot({ path: "test-output/browser/06-grafana.png" });
+    await grafanaTab.close();
+
+    // Rotate the admin password: shown once, copyable, kept nowhere in the browser.
+    await card.getByRole("button", { name: /Rotate admin password/ }).click();
+    const shown = card.getByRole("status", { name: "New admin password" });
+    await shown.waitFor();
+    const password = (await shown.textContent()) ?? "";
+    expect(password.length).toBeGreaterThanOrEqual(16);
+    await card.getByRole("button", { name: "Copy password" }).click();
+    await card.getByText("Copied to the clipboard.").waitFor();
+    expect(await page.evaluate("navigator.clipboard.readText()")).toBe(password);
+    axe.password = await capture(page, "07-password");
+    const stored: string = await page.evaluate(
+      "JSON.stringify([{ ...localStorage }, { ...sessionStorage }, document.cookie])",
+    );
+    expect(stored).not.toContain(password);
+    await card.getByRole("button", { name: "Done" }).click();
+    expect(await page.getByText(password).count()).toBe(0);
+
+    // Billing: subscribe in the simulated Stripe Checkout, come back to the paid plan.
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "Billing" })
+      .click();
+    await page.getByRole("heading", { name: "Billing", level: 1 }).waitFor();
+    await page.getByText("No subscription: each project can run one free trial").waitFor();
+    await page.getByText("0 paid · 1 on trial").waitFor();
+    axe.billing = await capture(page, "08-billing");
+    await page.getByRole("button", { name: "Subscribe with Stripe Checkout" }).click();
+    await page.waitForURL((u) => u.origin !== web.base);
+    await page.getByRole("button", { name: "Pay" }).click();
+    await page.waitForURL(`${web.base}/billing?checkout=success**`);
+    await page.getByText("Payment received: your subscription is active.").waitFor();
+    await page.getByText("Subscribed", { exact: true }).waitFor();
+    await page.getByRole("button", { name: "Open the Stripe customer portal" }).waitFor();
+    axe.paid = await capture(page, "09-billing-paid");
+
+    // Delete, with confirmation.
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "Projects" })
+      .click();
+    await card.getByRole("button", { name: /^Delete/ }).click();
+    const dialog = page.getByRole("dialog", { name: "Delete the Grafana of Production API?" });
+    await dialog.waitFor();
+    axe.confirm = await capture(page, "10-confirm-delete");
+    await dialog.getByRole("button", { name: "Delete Grafana" }).click();
+    await card.getByText("Grafana deleted.").waitFor({ timeout: 60_000 });
+    expect(
+      web.platform
+        .arm!.resources()
+        .filter((r) => r.tags["supafana-ref"] === "qzdemoprodapiabcdefg"),
+    ).toEqual([]);
+
+    // Sign out: back to Connect, and the session is gone server-side.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByText("You have signed out.").waitFor();
+    expect((await page.request.get("/api/me")).status()).toBe(401);
+    axe.signedOut = await capture(page, "11-signed-out");
+
+    expect(cspViolations).toEqual([]);
+    for (const [screen, violations] of Object.entries(axe)) expect(violations, screen).toEqual([]);
+  }, 150_000);
+
+  it("when the screen is 360 px wide and only the keyboard is used, then a member identifies and the projects list fits without sideways scrolling", async () => {
+    const { page } = await openSession(browser, web, { width: 360, height: 740 });
+    await page.goto("/projects");
+    await tabTo(page, /^Connect Supabase organization$/);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+    await page.getByRole("heading", { name: "Staging Web" }).waitFor();
+    const overflow: number = await page.evaluate(
+      "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    );
+    expect(overflow).toBeLessThanOrEqual(0);
+    expect(await capture(page, "12-projects-360")).toEqual([]);
+
+    // Identify with the keyboard alone: the code field takes the focus once the code is sent.
+    await tabTo(page, /^identify yourself$/);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Identify yourself" }).waitFor();
+    await tabTo(page, /^That's me: grace$/);
+    await page.keyboard.press("Enter");
+    await page.getByText("We sent a 6-digit code to g***@demo.example").waitFor();
+    const code = String(web.platform.loops!.sent.at(-1)!.dataVariables.verificationCode);
+    await page.keyboard.type(code);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+    await page.getByRole("banner").getByText("grace").waitFor();
+    expect(await capture(page, "13-identified-360")).toEqual([]);
+  }, 60_000);
+
+  it("when a page has an unlabelled image and button, then the axe check reports them (the check can fail)", async () => {
+    const { page } = await openSession(browser, web);
+    await page.setContent(
+      '<!doctype html><html lang="en"><title>t</title><main><h1>t</h1><img src="data:,"><button></button></main></html>',
+    );
+    const ids = (await seriousViolations(page)).map((v) => v.id).sort();
+    expect(ids).toEqual(["button-name", "image-alt"]);
+  });
+});
