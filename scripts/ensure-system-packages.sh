@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Makes sure the system tools the unit tests validate against are installed:
 #   nginx    -> `nginx -t` on rendered gateway configs
+#   libnginx-mod-http-js -> the njs module the gateway's Grafana sign-in runs in (njs 0.7 on
+#               Debian 12), loaded by the real-nginx tests with `load_module`
 #   promtool -> `promtool check config|rules` on rendered Prometheus config and alert expressions
 # (Debian bookworm: `promtool` ships in the `prometheus` package.)
 #
-# Idempotent: does nothing when both binaries are already on PATH. Needs root to install.
+# Idempotent: does nothing when the binaries and the njs module are already there. Needs root to install.
 # Services are never left running: package maintainer scripts are told not to start them
 # (policy-rc.d), and any nginx/prometheus process that appeared during the install is stopped
 # by its process id.
@@ -15,9 +17,10 @@ log() { printf 'ensure-system-packages: %s\n' "$*"; }
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+[ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=(libnginx-mod-http-js)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "nginx and promtool already present; nothing to do"
+  log "nginx, the njs module and promtool already present; nothing to do"
   exit 0
 fi
 
@@ -53,9 +56,9 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 log "apt-get update"
-apt-get update -qq
+apt-get -o DPkg::Lock::Timeout=600 update -qq
 log "apt-get install --no-install-recommends ${missing[*]}"
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 
 # Make sure nothing was left running or enabled.
 for unit in nginx prometheus; do
