@@ -16,7 +16,7 @@ import {
   type Services,
 } from "../lib/services.js";
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
-import { LOCAL, localSecretKeys } from "./defaults.js";
+import { LOCAL, localGrafanaSessionKeys, localSecretKeys } from "./defaults.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
 import {
   armSimulatorHttpClient,
@@ -109,6 +109,8 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       GATEWAY_RESOURCE_GROUP: LOCAL.gatewayResourceGroup,
       GATEWAY_VM_NAME: LOCAL.gatewayVmName,
       GATEWAY_PUBLIC_IP: "127.0.0.1",
+      GATEWAY_PRIVATE_IP: "127.0.0.1",
+      GRAFANA_SESSION_KEYS: localGrafanaSessionKeys(),
       GRAFANA_SUBNET_ID: `/subscriptions/${LOCAL.subscriptionId}/resourceGroups/${LOCAL.gatewayResourceGroup}/providers/Microsoft.Network/virtualNetworks/supafana-local-vnet/subnets/grafana`,
       GRAFANA_ADMIN_SSH_PUBLIC_KEY:
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILocalSandboxKeyNotUsedAnywhere local",
