@@ -7,7 +7,9 @@ import { randomUUID } from "node:crypto";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { listAudit } from "../../../lib/audit.js";
 import { SESSION_COOKIE, bindUser, startSession } from "../../../lib/auth/session.js";
+import { gatewayRoutes } from "../../../lib/gateway/consumer.js";
 import { verifyToken, TICKET_TTL_SECONDS } from "../../../lib/grafana-signin/token.js";
 import type { SimOrg } from "../../../local/simulators/supabase.js";
 import { TestClient } from "../../helpers/client.js";
@@ -195,5 +197,39 @@ describe("opening Grafana (a one-time sign-in ticket)", () => {
       (await o.client.post(sessionRoute(ref), { headers: { origin: "https://evil.example" } }))
         .status,
     ).toBe(403);
+  });
+
+  it("when an operator revokes an org's sign-ins, then the pushed gateway config refuses its hosts' older sessions", async () => {
+    const o = await env.newOrg(1);
+    const ref = o.refs[0] ?? "";
+    await o.provision(ref);
+    const other = await env.newOrg(1);
+    const otherRef = other.refs[0] ?? "";
+    await other.provision(otherRef);
+
+    const res = await o.client.post(`/api/ops/orgs/${o.slug}/grafana-sessions/revoke`, {
+      headers: { "x-ops-actor": "on-call" },
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const at = Date.parse((res.body as { notBefore: string }).notBefore) / 1000;
+    expect(Number.isInteger(at)).toBe(true);
+    expect(at).toBeGreaterThanOrEqual(clock.seconds());
+    await o.driver.drain();
+
+    const { notBefore } = await gatewayRoutes(env.services);
+    expect(notBefore.get(ref)).toBe(at);
+    expect(notBefore.has(otherRef)).toBe(false);
+    const applied = env.platform.gateway?.appliedConfig() ?? "";
+    expect(applied).toContain(`${ref}.${env.services.config.GRAFANA_DOMAIN} ${at};`);
+    expect(applied).not.toContain(`${otherRef}.${env.services.config.GRAFANA_DOMAIN} ${at};`);
+    const entries = await listAudit(env.services, clock.now(), 100);
+    expect(
+      entries.some((e) => e.action === "org.grafana_sessions_revoked" && e.target === o.slug),
+    ).toBe(true);
+
+    // An operator must name themselves.
+    expect((await o.client.post(`/api/ops/orgs/${o.slug}/grafana-sessions/revoke`)).status).toBe(
+      400,
+    );
   });
 });
