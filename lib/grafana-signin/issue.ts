@@ -37,10 +37,10 @@ export async function issueGrafanaTicket(
   ctx?: Pick<InvocationContext, "log" | "warn" | "error">,
 ): Promise<IssuedTicket> {
   const supabase = supabaseFor(services, session.org);
-  const [belongs, members] = await Promise.all([
-    supabase.projectBelongsToOrg(ref),
-    supabase.listMembers(),
-  ]);
+  // Both lists are cached briefly (projects 30 s, members 60 s): a page of "Open Grafana" clicks
+  // costs no Management API call; a ref missing from the list is looked up once to be sure.
+  const [projects, members] = await Promise.all([supabase.listProjects(), supabase.listMembers()]);
+  const belongs = projects.some((p) => p.ref === ref) || (await supabase.projectBelongsToOrg(ref));
   if (!belongs) throw forbidden("This project does not belong to your organization.");
   const member = members.find((m) => m.userId === session.user.id);
   if (!member) {

@@ -3,6 +3,7 @@
  * Each section starts its own local platform (in-memory Azurite, emulator, simulators).
  */
 import { benchConnect } from "./connect.js";
+import { benchGatewaySignin } from "./gateway-signin.js";
 import { benchPlatform } from "./platform.js";
 import { benchProvisioning } from "./provisioning.js";
 import { benchWebhooks } from "./webhooks.js";
@@ -14,6 +15,7 @@ const sections: Section[] = [
   ["Connect", benchConnect],
   ["Billing webhooks", () => benchWebhooks()],
   ["Provisioning", () => benchProvisioning()],
+  ["Grafana sign-in", benchGatewaySignin],
 ];
 
 const only = process.argv.slice(2).map((s) => s.toLowerCase());

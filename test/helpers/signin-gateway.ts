@@ -95,6 +95,8 @@ export async function startSigninGateway(opts: {
   keys: SigninKeySet;
   notBefore?: ReadonlyMap<string, number>;
   workers?: number;
+  /** false renders the same gateway without the sign-in (the bench's baseline). */
+  signin?: boolean;
 }): Promise<SigninGateway> {
   const sb = createNginxSandbox();
   // Workers run as `nobody` when the tests run as root: they must reach the used-tickets dir.
@@ -129,7 +131,15 @@ export async function startSigninGateway(opts: {
       // The bench sends thousands of requests from one address.
       rateLimitPerSecond: 100_000,
       burst: 100_000,
-      signin: { scriptPath, njsModulePath: NJS_MODULE_PATH, notBefore: notBefore ?? new Map() },
+      ...(opts.signin === false
+        ? {}
+        : {
+            signin: {
+              scriptPath,
+              njsModulePath: NJS_MODULE_PATH,
+              notBefore: notBefore ?? new Map<string, number>(),
+            },
+          }),
     });
     if (opts.workers !== undefined) {
       config = config.replace("worker_processes auto;", `worker_processes ${opts.workers};`);
