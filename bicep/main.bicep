@@ -300,6 +300,7 @@ module platformRbac 'modules/platformRbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     gatewayCertificateName: gatewayCertificateName
     gatewayCertificateImported: gatewayCertificateImported
+    gatewaySigninKeysName: keyVaultSecretNames.GRAFANA_SESSION_KEYS
     appInsightsName: monitoring.outputs.appInsightsName
     dnsZoneName: dns.outputs.name
     gatewayVmName: gateway.outputs.vmName
