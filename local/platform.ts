@@ -52,6 +52,8 @@ export interface PlatformOptions {
   runCommandExecutor?: RunCommandExecutor;
   /** See `ServiceOverrides.gatewayHost`. */
   gatewayHost?: ServiceOverrides["gatewayHost"];
+  /** See `ServiceOverrides.grafanaOrigin` (the local host's gateway stand-in). */
+  grafanaOrigin?: ServiceOverrides["grafanaOrigin"];
   sandbox?: boolean;
 }
 
@@ -223,6 +225,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       ...(opts.tablePrefix ? { tablePrefix: opts.tablePrefix } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.gatewayHost ? { gatewayHost: opts.gatewayHost } : {}),
+      ...(opts.grafanaOrigin ? { grafanaOrigin: opts.grafanaOrigin } : {}),
     });
     closers.push(() => services.close());
     await services.tables.ensure();

@@ -4,6 +4,7 @@
  * ticket is what the gateway expects.
  */
 import { randomUUID } from "node:crypto";
+import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -11,6 +12,8 @@ import { listAudit } from "../../../lib/audit.js";
 import { SESSION_COOKIE, bindUser, startSession } from "../../../lib/auth/session.js";
 import { gatewayRoutes } from "../../../lib/gateway/consumer.js";
 import { verifyToken, TICKET_TTL_SECONDS } from "../../../lib/grafana-signin/token.js";
+import { startLocalGateway } from "../../../local/gateway-standin.js";
+import { startGrafanaStandIn } from "../../../local/grafana-standin.js";
 import type { SimOrg } from "../../../local/simulators/supabase.js";
 import { TestClient } from "../../helpers/client.js";
 import { TestClock } from "../billing/helpers.js";
@@ -232,4 +235,65 @@ describe("opening Grafana (a one-time sign-in ticket)", () => {
       400,
     );
   });
+
+  it("when the link is followed through the local host's gateway stand-in, then the Grafana stand-in shows the member", async () => {
+    const o = await env.newOrg(1);
+    const ref = o.refs[0] ?? "";
+    await o.provision(ref);
+    const grafana = await startGrafanaStandIn();
+    const gateway = await startLocalGateway({
+      services: () => env.services,
+      routed: () => new Set(env.platform.gateway?.routes().keys() ?? []),
+      grafanaPort: grafana.port,
+    });
+    try {
+      const url = new URL(((await o.client.post(sessionRoute(ref))).body as { url: string }).url);
+      const host = url.hostname;
+      const get = (path: string, cookie?: string) =>
+        fetchVia(gateway.port, host, path, cookie ? { cookie } : {});
+      const exchanged = await get(`${url.pathname}${url.search}`);
+      expect(exchanged.status).toBe(302);
+      const cookie = (exchanged.headers["set-cookie"]?.[0] ?? "").split(";")[0] ?? "";
+      expect(cookie.startsWith("__Host-supafana_grafana=")).toBe(true);
+      expect((await get(`${url.pathname}${url.search}`)).headers["x-supafana-signin"]).toBe("used");
+
+      const home = await get("/", cookie);
+      expect(home.status).toBe(200);
+      expect(home.body).toContain("Signed in as <b>ada</b>");
+      expect(grafana.seen.at(-1)?.identity).toEqual({
+        login: o.userId,
+        email: o.email,
+        name: "ada",
+        role: "Admin",
+      });
+      expect((await get("/")).status).toBe(401);
+      expect(
+        (await fetchVia(gateway.port, `${"z".repeat(20)}.grafana.test`, "/", { cookie })).status,
+      ).toBe(404);
+    } finally {
+      await gateway.close();
+      await grafana.close();
+    }
+  });
 });
+
+function fetchVia(
+  port: number,
+  host: string,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: "127.0.0.1", port, path, headers: { host, ...headers } },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
