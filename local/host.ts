@@ -97,12 +97,10 @@ async function main(): Promise<void> {
   );
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);
   say(`  ${"Functions".padEnd(36)} ${host.url}/api`);
-  if (gateway && grafana) {
-    say(
-      `  ${"Gateway sign-in stand-in".padEnd(36)} http://<ref>.${platform.config.GRAFANA_DOMAIN}:${gateway.port}`,
-    );
-    say(`  ${"Grafana stand-in".padEnd(36)} http://127.0.0.1:${grafana.port}`);
-  }
+  say(
+    `  ${"Gateway sign-in stand-in".padEnd(36)} http://<ref>.${platform.config.GRAFANA_DOMAIN}:${gateway.port}`,
+  );
+  say(`  ${"Grafana stand-in".padEnd(36)} http://127.0.0.1:${grafana.port}`);
   say("");
   for (const def of allDefinitions) {
     if (def.kind === "http")
