@@ -134,8 +134,8 @@ export const definitions: FunctionDefinition[] = [
       },
     },
     errors: ERRORS,
-    handler: async ({ services, req, ctx, params }) => {
-      const { notBefore } = await revokeGrafanaSessions(services, actorOf(req), params.org, ctx);
+    handler: async ({ services, req, params }) => {
+      const { notBefore } = await revokeGrafanaSessions(services, actorOf(req), params.org);
       return ok({ notBefore: notBefore.toISOString() });
     },
   }),

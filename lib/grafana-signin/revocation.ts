@@ -8,8 +8,6 @@
  * the per-request check stays local, and only the revoked org is affected: rotating the signing
  * keys would sign everybody out, every org, and is kept for a leaked key.
  */
-import type { InvocationContext } from "@azure/functions";
-
 import { audit } from "../audit.js";
 import { requestGatewaySync } from "../gateway/consumer.js";
 import type { Services } from "../services.js";
@@ -39,7 +37,6 @@ export async function revokeGrafanaSessions(
   services: Services,
   actor: string,
   org: string,
-  _ctx?: InvocationContext,
 ): Promise<{ notBefore: Date }> {
   // Whole seconds, rounded up: tokens carry `iat` in seconds, and one issued in the same second
   // as the revocation (before it) must not survive it.
