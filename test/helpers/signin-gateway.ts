@@ -35,8 +35,15 @@ export interface SigninGateway {
   httpsPort: number;
   usedTicketsDir: string;
   get(host: string, path: string, headers?: Record<string, string>, agent?: Agent): Promise<Reply>;
-  /** Writes a new key set and config, reloads nginx, and waits until only new workers serve. */
-  reload(keys: SigninKeySet, notBefore?: ReadonlyMap<string, number>): Promise<void>;
+  /**
+   * Writes a new key set and config (optionally routing only `refs`), reloads nginx, and waits
+   * until only new workers serve.
+   */
+  reload(
+    keys: SigninKeySet,
+    notBefore?: ReadonlyMap<string, number>,
+    refs?: readonly string[],
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -107,21 +114,22 @@ export async function startSigninGateway(opts: {
   const keysPath = join(sb.dir, "session-keys.json");
   const standIn = await startGrafanaStandIn();
   const [httpPort, httpsPort] = await Promise.all([freePort(), freePort()]);
-  const routes: GatewayRoute[] = opts.refs.map((ref) => ({
-    ref,
-    privateIp: "127.0.0.1",
-    port: standIn.port,
-  }));
+  const routesOf = (refs: readonly string[]): GatewayRoute[] =>
+    refs.map((ref) => ({ ref, privateIp: "127.0.0.1", port: standIn.port }));
 
   const script = renderSigninScript({ keysPath, usedTicketsDir, appUrl: APP_URL });
   const scriptPath = join(sb.dir, signinScriptFileName(script));
   writeFileSync(scriptPath, script);
 
-  const writeConfig = (keys: SigninKeySet, notBefore?: ReadonlyMap<string, number>) => {
+  const writeConfig = (
+    keys: SigninKeySet,
+    notBefore?: ReadonlyMap<string, number>,
+    refs: readonly string[] = opts.refs,
+  ) => {
     // njs reads the key set in each worker (on the VM: 0640 root:www-data); here the workers
     // may run as `nobody`, and the keys are throwaway.
     writeFileSync(keysPath, gatewayKeysFile(keys), { mode: 0o644 });
-    let config = renderGatewayConfig(routes, {
+    let config = renderGatewayConfig(routesOf(refs), {
       domain: SIGNIN_DOMAIN,
       certificatePath: sb.certificatePath,
       certificateKeyPath: sb.certificateKeyPath,
@@ -197,9 +205,9 @@ export async function startSigninGateway(opts: {
     httpsPort,
     usedTicketsDir,
     get,
-    async reload(keys, notBefore) {
+    async reload(keys, notBefore, refs) {
       const before = childrenOf(masterPid);
-      writeConfig(keys, notBefore);
+      writeConfig(keys, notBefore, refs);
       process.kill(masterPid, "SIGHUP");
       // Done when none of the old workers is left and new ones serve (requests here close
       // their connections, so old workers exit as soon as their last request is answered).

@@ -270,6 +270,20 @@ describe("Grafana sign-in on the gateway (real nginx + njs)", () => {
     expect((await gw.get(HOST_A, "/", withCookie(cookieFrom(fresh)))).status).toBe(200);
   });
 
+  it("when a project is deprovisioned (its route leaves the map), then its valid session gets a 404, never Grafana", async () => {
+    const keys = keysOf([["2026-02", K2]]);
+    const cookieB = sessionCookie(keys, { aud: REF_B });
+    expect((await gw.get(HOST_B, "/", withCookie(cookieB))).status).toBe(200);
+    await gw.reload(keys, new Map(), [REF_A]);
+    const before = hits();
+    const gone = await gw.get(HOST_B, "/", withCookie(cookieB));
+    expect(gone.status).toBe(404);
+    expect(JSON.parse(gone.body)).toMatchObject({ error: { code: "not_found" } });
+    const exchange = await gw.get(HOST_B, `/_supafana/session?ticket=${ticket(keys, {}, REF_B)}`);
+    expect(exchange.status).toBe(404);
+    expect(hits()).toBe(before);
+  });
+
   it("when tickets are exchanged, then each leaves one used-ticket marker", () => {
     expect(readdirSync(gw.usedTicketsDir).every((f) => /^[A-Za-z0-9_-]{16,64}$/.test(f))).toBe(
       true,
