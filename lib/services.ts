@@ -32,8 +32,6 @@ export interface ServiceOverrides {
   probe?: (url: string) => Promise<number>;
   /** `fetch` towards the Grafana instances (admin password change); production uses fetch. */
   grafanaFetch?: typeof fetch;
-  /** Origin of a project's Grafana for sign-in links; production uses `https://<ref>.<domain>`. */
-  grafanaOrigin?: (ref: string) => string;
   /**
    * Where the gateway's nginx lives when it is not the gateway VM: tests run a real nginx out of
    * a temp prefix on high ports, and the pushed script targets it.

@@ -1,9 +1,9 @@
 /**
- * The local host's stand-in for the gateway's Grafana sign-in (sandbox only; in Azure and in the
- * real-nginx tests, nginx's njs module does this: `lib/gateway/signin-njs.ts`). It serves
+ * The local platform's stand-in for the gateway's Grafana sign-in (sandbox only; in Azure and in
+ * the real-nginx tests, nginx's njs module does this: `lib/gateway/signin-njs.ts`). It serves
  * `http://<ref>.<GRAFANA_DOMAIN>:<port>/` (`*.localhost` names resolve to this machine in
- * browsers and curl): exchanges a ticket from `POST /api/projects/{ref}/grafana/session` for the
- * gateway's session cookie, checks that cookie on each request with the same checks
+ * browsers and curl): exchanges a ticket from `POST /api/projects/{ref}/grafana/session` (the
+ * link's path and query, on this origin) for the gateway's session cookie, checks that cookie on each request with the same checks
  * (`verifyToken`), and forwards to the local Grafana stand-in with the auth-proxy headers, which
  * then shows who it thinks the user is. Hosts are routed from the config the sandbox gateway last
  * applied, as on the VM.

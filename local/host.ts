@@ -9,8 +9,6 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { allDefinitions } from "../functions/all.js";
 import { ConfigError } from "../lib/config.js";
 import { startFunctionHost, type FunctionHost } from "./function-host.js";
-import { startLocalGateway, type LocalGateway } from "./gateway-standin.js";
-import { startGrafanaStandIn, type GrafanaStandIn } from "./grafana-standin.js";
 import { LOCAL, startPlatform, type Platform } from "./platform.js";
 
 const port = Number(process.env.PORT ?? 7071);
@@ -38,8 +36,6 @@ async function main(): Promise<void> {
   const publicBaseUrl = process.env.PUBLIC_BASE_URL ?? `http://localhost:${port}`;
   let platform: Platform | undefined;
   let host: FunctionHost | undefined;
-  let grafana: GrafanaStandIn | undefined;
-  let gateway: LocalGateway | undefined;
   let stopping = false;
 
   const stop = async (code: number) => {
@@ -47,8 +43,6 @@ async function main(): Promise<void> {
     stopping = true;
     say("\nStopping…");
     await host?.close().catch(() => undefined);
-    await gateway?.close().catch(() => undefined);
-    await grafana?.close().catch(() => undefined);
     await platform?.close().catch(() => undefined);
     say("Stopped. Nothing left running.");
     process.exit(code);
@@ -57,21 +51,9 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => void stop(0));
 
   try {
-    // "Open Grafana" works offline: the gateway's sign-in stand-in in front of a Grafana
-    // stand-in that shows who it thinks the user is (`*.localhost` resolves to this machine).
-    grafana = await startGrafanaStandIn();
-    gateway = await startLocalGateway({
-      services: () => platform?.services,
-      routed: () => new Set(platform?.gateway?.routes().keys() ?? []),
-      grafanaPort: grafana.port,
-      port: Number(process.env.LOCAL_GATEWAY_PORT ?? 0),
-    });
-    const gatewayPort = gateway.port;
     platform = await startPlatform({
       env: process.env,
       publicBaseUrl,
-      grafanaOrigin: (ref) =>
-        `http://${ref}.${platform?.config.GRAFANA_DOMAIN ?? LOCAL.grafanaDomain}:${gatewayPort}`,
       ...(process.env.LOCAL_DATA_DIR ? { dataDir: process.env.LOCAL_DATA_DIR } : {}),
     });
     host = await startFunctionHost(allDefinitions, platform.services, {
@@ -97,10 +79,6 @@ async function main(): Promise<void> {
   );
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);
   say(`  ${"Functions".padEnd(36)} ${host.url}/api`);
-  say(
-    `  ${"Gateway sign-in stand-in".padEnd(36)} http://<ref>.${platform.config.GRAFANA_DOMAIN}:${gateway.port}`,
-  );
-  say(`  ${"Grafana stand-in".padEnd(36)} http://127.0.0.1:${grafana.port}`);
   say("");
   for (const def of allDefinitions) {
     if (def.kind === "http")

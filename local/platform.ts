@@ -17,6 +17,8 @@ import {
 } from "../lib/services.js";
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
 import { LOCAL, localGrafanaSessionKeys, localSecretKeys } from "./defaults.js";
+import { startLocalGateway } from "./gateway-standin.js";
+import { startGrafanaStandIn } from "./grafana-standin.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
 import {
   armSimulatorHttpClient,
@@ -52,8 +54,6 @@ export interface PlatformOptions {
   runCommandExecutor?: RunCommandExecutor;
   /** See `ServiceOverrides.gatewayHost`. */
   gatewayHost?: ServiceOverrides["gatewayHost"];
-  /** See `ServiceOverrides.grafanaOrigin` (the local host's gateway stand-in). */
-  grafanaOrigin?: ServiceOverrides["grafanaOrigin"];
   sandbox?: boolean;
 }
 
@@ -225,10 +225,29 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       ...(opts.tablePrefix ? { tablePrefix: opts.tablePrefix } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.gatewayHost ? { gatewayHost: opts.gatewayHost } : {}),
-      ...(opts.grafanaOrigin ? { grafanaOrigin: opts.grafanaOrigin } : {}),
     });
     closers.push(() => services.close());
     await services.tables.ensure();
+
+    if (result.gateway) {
+      // "Open Grafana" offline: the gateway's sign-in (a stand-in of the njs module) in front of a
+      // Grafana stand-in that shows who it thinks the user is. `*.localhost` names resolve here.
+      const routedBy = result.gateway;
+      const grafana = await startGrafanaStandIn();
+      closers.push(() => grafana.close());
+      const signin = await startLocalGateway({
+        services: () => services,
+        routed: () => new Set(routedBy.routes().keys()),
+        grafanaPort: grafana.port,
+        port: Number(given.LOCAL_GATEWAY_PORT ?? 0),
+      });
+      closers.push(() => signin.close());
+      started.push({
+        name: "Gateway sign-in stand-in",
+        url: `http://<ref>.${config.GRAFANA_DOMAIN}:${signin.port}`,
+      });
+      started.push({ name: "Grafana stand-in", url: `http://127.0.0.1:${grafana.port}` });
+    }
 
     const platform: Platform = { ...result, env, config, services, started, close };
     return platform;

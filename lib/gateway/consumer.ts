@@ -19,6 +19,7 @@ import type { InvocationContext } from "@azure/functions";
 import { z } from "zod";
 
 import { runGatewayScript } from "../azure/arm.js";
+import { readRevocations } from "../grafana-signin/revocation.js";
 import { describeFailure } from "../azure/errors.js";
 import { listAllInstances, type InstanceState } from "../instances/store.js";
 import { retryDelayMs } from "../provisioning/backoff.js";
@@ -33,9 +34,8 @@ import {
   type GatewayRoute,
 } from "./nginx.js";
 import { FAILED_MARKER, parseAppliedHash, renderGatewayPushScript } from "./push-script.js";
-import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
-import { readRevocations } from "../grafana-signin/revocation.js";
 import { renderSigninScript, signinScriptFileName } from "./signin-njs.js";
+import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
 import { logEvent } from "../telemetry.js";
 
 export const GATEWAY_SESSION = "gateway";

@@ -77,8 +77,6 @@ export async function issueGrafanaTicket(
       role,
     });
   }
-  const origin =
-    services.overrides.grafanaOrigin?.(ref) ?? `https://${ref}.${services.config.GRAFANA_DOMAIN}`;
-  const url = `${origin}${EXCHANGE_PATH}?ticket=${ticket}`;
+  const url = `https://${ref}.${services.config.GRAFANA_DOMAIN}${EXCHANGE_PATH}?ticket=${ticket}`;
   return { url, role, expiresAt: new Date((now + TICKET_TTL_SECONDS) * 1000) };
 }
