@@ -147,6 +147,7 @@ var keyVaultSecretNames = {
   STRIPE_WEBHOOK_SECRET: 'stripe-webhook-secret'
   LOOPS_API_KEY: 'loops-api-key'
   SMTP_PASSWORD: 'smtp-password'
+  GRAFANA_SESSION_KEYS: 'grafana-session-keys'
 }
 
 // ----- Resource groups --------------------------------------------------------------------------
@@ -313,6 +314,7 @@ module platformRbac 'modules/platformRbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     gatewayCertificateName: gatewayCertificateName
     gatewayCertificateImported: gatewayCertificateImported
+    gatewaySigninKeysName: keyVaultSecretNames.GRAFANA_SESSION_KEYS
     appInsightsName: monitoring.outputs.appInsightsName
     dnsZoneName: dns.outputs.name
     gatewayVmName: gateway.outputs.vmName
@@ -399,6 +401,8 @@ var appSettings = {
   GATEWAY_RESOURCE_GROUP: platformRg.name
   GATEWAY_VM_NAME: gateway.outputs.vmName
   GATEWAY_PUBLIC_IP: gateway.outputs.publicIpAddress
+  GATEWAY_PRIVATE_IP: gateway.outputs.privateIpAddress
+  GRAFANA_SESSION_KEYS: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${keyVaultSecretNames.GRAFANA_SESSION_KEYS}/)'
   SMTP_HOST: smtpHost
   SMTP_PORT: string(smtpPort)
   SMTP_USER: smtpUser

@@ -1,4 +1,8 @@
-/** A project's Grafana instance: provision, poll, deprovision, rotate the admin password. */
+/**
+ * A project's Grafana instance: provision, poll, deprovision, and open it (a one-time sign-in
+ * ticket for the gateway). The admin password is break-glass only: its rotation is an operator
+ * route (`functions/ops.ts`), and no answer here ever carries it.
+ */
 import { z } from "zod";
 
 import { requireSession, requireVerifiedUser } from "../lib/auth/session.js";
@@ -6,18 +10,20 @@ import { notFound } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { accepted, ok, projectRefSchema } from "../lib/http.js";
 import { getInstance, instanceViewSchema, toView } from "../lib/instances/store.js";
-import {
-  requestDeprovision,
-  requestProvision,
-  rotateGrafanaPassword,
-} from "../lib/provisioning/api.js";
+import { issueGrafanaTicket } from "../lib/grafana-signin/issue.js";
+import { requestDeprovision, requestProvision } from "../lib/provisioning/api.js";
 import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 
 const params = z.object({ ref: projectRefSchema });
 const route = "projects/{ref}/grafana";
 
-export const passwordResponseSchema = z.object({
-  password: z.string().describe("The new Grafana admin password (user `admin`). Shown once."),
+export const grafanaSessionResponseSchema = z.object({
+  url: z
+    .url()
+    .describe(
+      "Open this in the browser right away: `https://<ref>.<domain>/_supafana/session?ticket=…`. " +
+        "The ticket is good once, for 60 seconds; the gateway turns it into a session on that host.",
+    ),
 });
 
 export const definitions: FunctionDefinition[] = [
@@ -94,19 +100,28 @@ export const definitions: FunctionDefinition[] = [
     },
   }),
   defineHttp({
-    name: "grafanaPassword",
-    route: `${route}/password`,
+    name: "grafanaSession",
+    route: `${route}/session`,
     methods: ["POST"],
     caller: "verified",
-    summary: "Set a new Grafana admin password and return it (the only time it is shown).",
+    summary:
+      "Open Grafana: a one-time sign-in link for the project's Grafana, as the session's user " +
+      "with the Grafana role of their Supabase role (Owner/Administrator → Admin, Developer → " +
+      "Editor, others → Viewer).",
     tags: ["grafana"],
     params,
-    responses: { 200: { description: "The new password.", schema: passwordResponseSchema } },
-    errors: [400, 401, 403, 404, 409, 502, 503],
-    handler: async ({ services, req, params: p }) => {
+    responses: {
+      200: { description: "The sign-in link.", schema: grafanaSessionResponseSchema },
+    },
+    errors: [400, 401, 403, 404, 409, 429, 502, 503],
+    handler: async ({ services, req, ctx, params: p }) => {
       const session = await requireVerifiedUser(services, req);
-      const password = await rotateGrafanaPassword(services, session.org, p.ref);
-      return ok({ password });
+      await enforceRateLimit(services, RATE_LIMITS.grafanaSession, {
+        session: session.id,
+        org: session.org,
+      });
+      const { url } = await issueGrafanaTicket(services, session, p.ref, ctx);
+      return ok({ url });
     },
   }),
 ];

@@ -7,9 +7,11 @@
 import type { HttpRequest } from "@azure/functions";
 import { z } from "zod";
 
-import { listAudit } from "../lib/audit.js";
+import { audit, listAudit } from "../lib/audit.js";
 import { listDeadLetters } from "../lib/dead-letters.js";
 import { AppError } from "../lib/errors.js";
+import { revokeGrafanaSessions } from "../lib/grafana-signin/revocation.js";
+import { rotateGrafanaPassword } from "../lib/provisioning/api.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { accepted, hasControlCharacters, noContent, ok, projectRefSchema } from "../lib/http.js";
 import { INSTANCE_STATES, instanceViewSchema, toView } from "../lib/instances/store.js";
@@ -114,6 +116,55 @@ export const definitions: FunctionDefinition[] = [
     handler: async ({ services, req, params, body }) => {
       await grantFreeInstances(services, actorOf(req), params.org, body.count);
       return noContent();
+    },
+  }),
+  defineHttp({
+    ...common,
+    name: "opsRevokeGrafanaSessions",
+    route: "ops/orgs/{org}/grafana-sessions/revoke",
+    methods: ["POST"],
+    summary:
+      "Sign every member of an organization out of all its Grafana hosts: the gateway refuses " +
+      "sessions and tickets issued before now (applied with the next gateway push, seconds).",
+    params: z.object({ org: orgSchema }),
+    responses: {
+      200: {
+        description: "The revocation moment.",
+        schema: z.object({ notBefore: z.iso.datetime() }),
+      },
+    },
+    errors: ERRORS,
+    handler: async ({ services, req, params }) => {
+      const { notBefore } = await revokeGrafanaSessions(services, actorOf(req), params.org);
+      return ok({ notBefore: notBefore.toISOString() });
+    },
+  }),
+  defineHttp({
+    ...common,
+    name: "opsGrafanaPassword",
+    route: "ops/instances/{org}/{ref}/grafana-password",
+    methods: ["POST"],
+    summary:
+      "Break-glass: set a new Grafana admin password and return it (members sign in through " +
+      "the gateway and never see it). Audit-logged.",
+    params: instanceParams,
+    responses: {
+      200: {
+        description: "The new password (user `admin`), shown once.",
+        schema: z.object({ password: z.string() }),
+      },
+    },
+    errors: [...ERRORS, 502, 503],
+    handler: async ({ services, req, params }) => {
+      const actor = actorOf(req);
+      const password = await rotateGrafanaPassword(services, params.org, params.ref);
+      await audit(services, {
+        actor,
+        action: "instance.grafana_password_rotated",
+        target: `${params.org}/${params.ref}`,
+        details: {},
+      });
+      return ok({ password });
     },
   }),
   defineHttp({

@@ -14,36 +14,38 @@ const bool = z
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const nonEmpty = z.string().trim().min(1);
 
-/** `SECRET_KEYS`: a JSON object `{ "<kid>": "<base64 or base64url of 32 random bytes>" }`. */
-const secretKeys = z.string().transform((raw, ctx) => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    ctx.addIssue({ code: "custom", message: "must be a JSON object of kid -> base64 key" });
-    return z.NEVER;
-  }
-  const shape = z.record(z.string().regex(/^[\w.-]{1,64}$/), z.string()).safeParse(parsed);
-  if (!shape.success || Object.keys(shape.data).length === 0) {
-    ctx.addIssue({
-      code: "custom",
-      message: "must be a non-empty JSON object of kid -> base64 key",
-    });
-    return z.NEVER;
-  }
-  const keys = new Map<string, Uint8Array>();
-  for (const [kid, b64] of Object.entries(shape.data)) {
-    const bytes = Buffer.from(b64, "base64");
-    if (bytes.length !== 32) {
-      ctx.addIssue({ code: "custom", message: `key "${kid}" must decode to 32 bytes` });
+/** A key set (`SECRET_KEYS`, `GRAFANA_SESSION_KEYS`): JSON `{ "<kid>": "<base64 or base64url of 32 random bytes>" }`. */
+const keyMap = (kidRe: RegExp) =>
+  z.string().transform((raw, ctx) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be a JSON object of kid -> base64 key" });
       return z.NEVER;
     }
-    keys.set(kid, new Uint8Array(bytes));
-  }
-  // The greatest kid (string order) encrypts; every kid decrypts. Use sortable kids, e.g. "2026-11".
-  const current = [...keys.keys()].sort().at(-1) ?? "";
-  return { current, keys };
-});
+    const shape = z.record(z.string().regex(kidRe), z.string()).safeParse(parsed);
+    if (!shape.success || Object.keys(shape.data).length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be a non-empty JSON object of kid -> base64 key",
+      });
+      return z.NEVER;
+    }
+    const keys = new Map<string, Uint8Array>();
+    for (const [kid, b64] of Object.entries(shape.data)) {
+      const bytes = Buffer.from(b64, "base64");
+      if (bytes.length !== 32) {
+        ctx.addIssue({ code: "custom", message: `key "${kid}" must decode to 32 bytes` });
+        return z.NEVER;
+      }
+      keys.set(kid, new Uint8Array(bytes));
+    }
+    // The greatest kid (string order) encrypts; every kid decrypts. Use sortable kids, e.g. "2026-11".
+    const current = [...keys.keys()].sort().at(-1) ?? "";
+    return { current, keys };
+  });
+const secretKeys = keyMap(/^[\w.-]{1,64}$/);
 
 /** Service Bus: a connection string locally, or an identity-based namespace in Azure. */
 const serviceBusFields = {
@@ -125,6 +127,13 @@ export const configSchema = z.object({
   GATEWAY_RESOURCE_GROUP: nonEmpty,
   GATEWAY_VM_NAME: nonEmpty,
   GATEWAY_PUBLIC_IP: z.ipv4(),
+  /** The gateway's VNet address: the only address Grafana hosts take auth-proxy headers from. */
+  GATEWAY_PRIVATE_IP: z.ipv4(),
+  /**
+   * Grafana sign-in keys, shared with the gateway VM (same format as SECRET_KEYS; kids of
+   * letters, digits, `_` and `-`): the greatest kid signs tickets, every kid verifies.
+   */
+  GRAFANA_SESSION_KEYS: keyMap(/^[A-Za-z0-9_-]{1,64}$/),
 
   /** SMTP relay used by each Grafana for alert e-mail (optional). */
   SMTP_HOST: z.string().optional(),

@@ -21,6 +21,11 @@ export const RATE_LIMITS = {
   verification: { name: "verification", limits: { session: 5, org: 20 }, windowSeconds: 600 },
   provisioning: { name: "provisioning", limits: { session: 20, org: 60 }, windowSeconds: 600 },
   checkout: { name: "checkout", limits: { session: 10, org: 30 }, windowSeconds: 600 },
+  grafanaSession: {
+    name: "grafanaSession",
+    limits: { session: 60, org: 600 },
+    windowSeconds: 600,
+  },
 } as const satisfies Record<string, RateLimitRule>;
 
 /** Enough rounds for a burst of concurrent requests on one counter to all be counted. */

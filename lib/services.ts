@@ -39,6 +39,13 @@ export interface ServiceOverrides {
   gatewayHost?: {
     render?: Partial<GatewayRenderOptions>;
     push?: Partial<GatewayPushOptions>;
+    /** Where the sign-in's files live on the gateway host (tests run nginx from a temp prefix). */
+    signin?: {
+      scriptDir?: string;
+      keysPath?: string;
+      usedTicketsDir?: string;
+      njsModulePath?: string;
+    };
   };
 }
 

@@ -18,6 +18,11 @@ export const LOCAL = {
   functionKey: "local-function-key",
 } as const;
 
+/** Local Grafana sign-in keys (32 bytes of 0x2b); the local gateway reads the same set. */
+export function localGrafanaSessionKeys(): string {
+  return JSON.stringify({ "local-1": Buffer.alloc(32, 43).toString("base64") });
+}
+
 export function localSecretKeys(): string {
   // A fixed local key (32 bytes of 0x2a), so sessions survive a restart of the local host.
   return JSON.stringify({ "local-1": Buffer.alloc(32, 42).toString("base64") });

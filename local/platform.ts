@@ -16,7 +16,9 @@ import {
   type Services,
 } from "../lib/services.js";
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
-import { LOCAL, localSecretKeys } from "./defaults.js";
+import { LOCAL, localGrafanaSessionKeys, localSecretKeys } from "./defaults.js";
+import { startLocalGateway } from "./gateway-standin.js";
+import { startGrafanaStandIn } from "./grafana-standin.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
 import {
   armSimulatorHttpClient,
@@ -109,6 +111,8 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       GATEWAY_RESOURCE_GROUP: LOCAL.gatewayResourceGroup,
       GATEWAY_VM_NAME: LOCAL.gatewayVmName,
       GATEWAY_PUBLIC_IP: "127.0.0.1",
+      GATEWAY_PRIVATE_IP: "127.0.0.1",
+      GRAFANA_SESSION_KEYS: localGrafanaSessionKeys(),
       GRAFANA_SUBNET_ID: `/subscriptions/${LOCAL.subscriptionId}/resourceGroups/${LOCAL.gatewayResourceGroup}/providers/Microsoft.Network/virtualNetworks/supafana-local-vnet/subnets/grafana`,
       GRAFANA_ADMIN_SSH_PUBLIC_KEY:
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILocalSandboxKeyNotUsedAnywhere local",
@@ -228,6 +232,26 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     });
     closers.push(() => services.close());
     await services.tables.ensure();
+
+    if (result.gateway) {
+      // "Open Grafana" offline: the gateway's sign-in (a stand-in of the njs module) in front of a
+      // Grafana stand-in that shows who it thinks the user is. `*.localhost` names resolve here.
+      const routedBy = result.gateway;
+      const grafana = await startGrafanaStandIn();
+      closers.push(() => grafana.close());
+      const signin = await startLocalGateway({
+        services: () => services,
+        routed: () => new Set(routedBy.routes().keys()),
+        grafanaPort: grafana.port,
+        port: Number(given.LOCAL_GATEWAY_PORT ?? 0),
+      });
+      closers.push(() => signin.close());
+      started.push({
+        name: "Gateway sign-in stand-in",
+        url: `http://<ref>.${config.GRAFANA_DOMAIN}:${signin.port}`,
+      });
+      started.push({ name: "Grafana stand-in", url: `http://127.0.0.1:${grafana.port}` });
+    }
 
     const platform: Platform = { ...result, env, config, services, started, close };
     return platform;

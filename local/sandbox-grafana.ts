@@ -105,7 +105,8 @@ export async function startSandboxGrafana(opts: SandboxGrafanaOptions): Promise<
 <p>This is the address of the Grafana of Supabase project <code>${escapeHtml(ref)}</code>:
 <code>https://${escapeHtml(hostname)}</code>. In Azure, the gateway routes it to the project's own
 Grafana, with Prometheus scraping the project's metrics and the Supabase dashboard installed.</p>
-<p>Sign in as <code>admin</code> with the password from "Rotate admin password" in Supafana.</p>`,
+<p>In Azure you arrive here signed in: the gateway checks the one-time link from "Open Grafana"
+and Grafana gets your user, e-mail and the role your Supabase role maps to.</p>`,
         ),
       );
       return;

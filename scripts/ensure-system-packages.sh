@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Makes sure the system tools the unit tests validate against are installed:
 #   nginx    -> `nginx -t` on rendered gateway configs
+#   libnginx-mod-http-js -> the njs module the gateway's Grafana sign-in runs in (njs 0.7 on
+#               Debian 12), loaded by the real-nginx tests with `load_module`
 #   promtool -> `promtool check config|rules` on rendered Prometheus config and alert expressions
 #   chromium -> the browser tests of the web app (playwright-core drives Debian's Chromium)
 # (Debian bookworm: `promtool` ships in the `prometheus` package.)
 #
-# Idempotent: does nothing when every binary is already on PATH. Needs root to install.
+# Idempotent: does nothing when the binaries and the njs module are already there. Needs root to install.
 # Services are never left running: package maintainer scripts are told not to start them
 # (policy-rc.d), and any nginx/prometheus process that appeared during the install is stopped
 # by its process id.
@@ -17,9 +19,10 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -f /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing+=(libnginx-mod-http-js)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  log "nginx, promtool and chromium already present; nothing to do"
+  log "nginx, the njs module, promtool and chromium already present; nothing to do"
   exit 0
 fi
 

@@ -4,12 +4,14 @@
  * table prefixes / refs / org slugs, so they never collide.
  */
 import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 
 import type { TestProject } from "vitest/node";
 
 import { ensureBundle } from "../local/app-host.js";
 import { startAzurite } from "../local/azurite.js";
 import { startServiceBusEmulator } from "../local/service-bus/index.js";
+import { NJS_MODULE_PATH } from "./helpers/system-tools.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -19,14 +21,15 @@ declare module "vitest" {
 }
 
 /**
- * nginx and promtool validate rendered configs, Chromium runs the browser tests; install them
- * (Debian packages) when missing.
+ * nginx (with its njs module) and promtool validate rendered configs, Chromium runs the browser
+ * tests; install them (Debian packages) when missing.
  */
 function ensureSystemTools(): void {
   const missing = ["nginx", "promtool", "chromium"].filter(
     (tool) =>
       spawnSync("sh", ["-c", `command -v ${tool} || test -x /usr/sbin/${tool}`]).status !== 0,
   );
+  if (!existsSync(NJS_MODULE_PATH)) missing.push("the njs module");
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
     throw new Error(

@@ -25,6 +25,9 @@ param gatewayCertificateName string
 @description('Required. Whether the certificate has been imported (its secret must exist to be a role scope).')
 param gatewayCertificateImported bool
 
+@description('Optional. Key Vault secret with the Grafana sign-in key set (GRAFANA_SESSION_KEYS); the gateway reads it too. Set before the certificate is imported (docs/deploy.md, "Secrets").')
+param gatewaySigninKeysName string = 'grafana-session-keys'
+
 @description('Required. Application Insights component name.')
 param appInsightsName string
 
@@ -101,6 +104,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
   resource certificateSecret 'secrets' existing = {
     name: gatewayCertificateName
+  }
+
+  resource signinKeysSecret 'secrets' existing = {
+    name: gatewaySigninKeysName
   }
 }
 
@@ -252,10 +259,22 @@ resource functionTemplateSpecReader 'Microsoft.Authorization/roleAssignments@202
 
 // ----- Gateway VM identity -----------------------------------------------------------------------
 
-// The gateway reads the certificate's secret (certificate and private key) and nothing else.
+// The gateway reads the certificate's secret (certificate and private key).
 resource gatewayCertificateReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (gatewayCertificateImported) {
   name: guid(vault::certificateSecret.id, gatewayPrincipalId, roles.keyVaultSecretsUser)
   scope: vault::certificateSecret
+  properties: {
+    roleDefinitionId: roles.keyVaultSecretsUser
+    principalId: gatewayPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The gateway verifies Grafana sign-ins itself: it reads the sign-in key set, and no other secret.
+// Deployed with the certificate flag, by which time the app's secrets are set (docs/deploy.md).
+resource gatewaySigninKeysReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (gatewayCertificateImported) {
+  name: guid(vault::signinKeysSecret.id, gatewayPrincipalId, roles.keyVaultSecretsUser)
+  scope: vault::signinKeysSecret
   properties: {
     roleDefinitionId: roles.keyVaultSecretsUser
     principalId: gatewayPrincipalId

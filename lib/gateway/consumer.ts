@@ -19,6 +19,7 @@ import type { InvocationContext } from "@azure/functions";
 import { z } from "zod";
 
 import { runGatewayScript } from "../azure/arm.js";
+import { readRevocations } from "../grafana-signin/revocation.js";
 import { describeFailure } from "../azure/errors.js";
 import { listAllInstances, type InstanceState } from "../instances/store.js";
 import { retryDelayMs } from "../provisioning/backoff.js";
@@ -33,6 +34,7 @@ import {
   type GatewayRoute,
 } from "./nginx.js";
 import { FAILED_MARKER, parseAppliedHash, renderGatewayPushScript } from "./push-script.js";
+import { renderSigninScript, signinScriptFileName } from "./signin-njs.js";
 import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
 import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
@@ -44,6 +46,11 @@ export const GATEWAY_PATHS = {
   // Written by the gateway VM's certificate fetcher (bicep/gateway/cloud-init.yaml).
   certificate: "/etc/nginx/tls/fullchain.pem",
   certificateKey: "/etc/nginx/tls/privkey.pem",
+  // The Grafana sign-in: njs modules (content-addressed, pushed with the config), the key set
+  // (written by the gateway's key fetcher, 0640 root:www-data) and the burnt ticket ids.
+  signinScriptDir: "/etc/nginx/supafana",
+  signinKeys: "/etc/nginx/supafana-keys/grafana-session-keys.json",
+  usedTickets: "/var/lib/supafana-gateway/used-tickets",
 } as const;
 /** Messages wait this long before delivery, so a burst of changes is pushed once. */
 export const GATEWAY_COALESCE_MS = 2_000;
@@ -91,11 +98,14 @@ export async function requestGatewaySync(
 }
 
 /** Routes of every routable instance; rows that could not be rendered are skipped and reported. */
-export async function gatewayRoutes(
-  services: Services,
-): Promise<{ routes: GatewayRoute[]; skipped: string[] }> {
+export async function gatewayRoutes(services: Services): Promise<{
+  routes: GatewayRoute[];
+  skipped: string[];
+  /** Per routed ref: its sign-in revocation moment (epoch seconds), when its org has one. */
+  notBefore: Map<string, number>;
+}> {
   const instances = await listAllInstances(services, ROUTABLE_STATES);
-  const byRef = new Map<string, { route: GatewayRoute; updatedAt: number }>();
+  const byRef = new Map<string, { route: GatewayRoute; updatedAt: number; org: string }>();
   const skipped: string[] = [];
   for (const i of instances) {
     if (!i.privateIp) continue;
@@ -106,16 +116,44 @@ export async function gatewayRoutes(
     const updatedAt = i.updatedAt.getTime();
     const seen = byRef.get(i.ref);
     if (!seen || seen.updatedAt < updatedAt)
-      byRef.set(i.ref, { route: { ref: i.ref, privateIp: i.privateIp }, updatedAt });
+      byRef.set(i.ref, { route: { ref: i.ref, privateIp: i.privateIp }, updatedAt, org: i.org });
   }
-  return { routes: [...byRef.values()].map((v) => v.route), skipped };
+  const revoked = await readRevocations(services);
+  const notBefore = new Map<string, number>();
+  for (const [ref, v] of byRef) {
+    const at = revoked.get(v.org);
+    if (at !== undefined) notBefore.set(ref, at);
+  }
+  return { routes: [...byRef.values()].map((v) => v.route), skipped, notBefore };
 }
 
-export function renderForGateway(services: Services, routes: readonly GatewayRoute[]): string {
+/** The sign-in njs module for this deployment and where it goes on the gateway VM. */
+export function gatewaySigninScript(services: Services): { path: string; content: string } {
+  const paths = services.overrides.gatewayHost?.signin;
+  const content = renderSigninScript({
+    keysPath: paths?.keysPath ?? GATEWAY_PATHS.signinKeys,
+    usedTicketsDir: paths?.usedTicketsDir ?? GATEWAY_PATHS.usedTickets,
+    appUrl: services.config.PUBLIC_BASE_URL,
+  });
+  const dir = paths?.scriptDir ?? GATEWAY_PATHS.signinScriptDir;
+  return { path: `${dir}/${signinScriptFileName(content)}`, content };
+}
+
+export function renderForGateway(
+  services: Services,
+  routes: readonly GatewayRoute[],
+  notBefore: ReadonlyMap<string, number> = new Map(),
+): string {
+  const paths = services.overrides.gatewayHost?.signin;
   return renderGatewayConfig(routes, {
     domain: services.config.GRAFANA_DOMAIN,
     certificatePath: GATEWAY_PATHS.certificate,
     certificateKeyPath: GATEWAY_PATHS.certificateKey,
+    signin: {
+      scriptPath: gatewaySigninScript(services).path,
+      notBefore,
+      ...(paths?.njsModulePath ? { njsModulePath: paths.njsModulePath } : {}),
+    },
     ...services.overrides.gatewayHost?.render,
   });
 }
@@ -179,14 +217,14 @@ export async function handleGatewayMessage(
   }
 
   const renderStart = services.clock.now();
-  const { routes, skipped } = await gatewayRoutes(services);
+  const { routes, skipped, notBefore } = await gatewayRoutes(services);
   if (skipped.length) {
     logEvent(ctx, "warn", "gateway: instances skipped (invalid ref or IP)", {
       event: "gateway.skipped",
       refs: skipped.slice(0, 20),
     });
   }
-  const config = renderForGateway(services, routes);
+  const config = renderForGateway(services, routes, notBefore);
   const hash = gatewayConfigHash(config);
 
   if (hash === state.hash) {
@@ -201,6 +239,7 @@ export async function handleGatewayMessage(
 
   const script = renderGatewayPushScript(config, {
     targetPath: GATEWAY_PATHS.config,
+    assets: [gatewaySigninScript(services)],
     ...services.overrides.gatewayHost?.push,
   });
   let output: string;

@@ -11,6 +11,13 @@ export {
   type GatewayPaths,
 } from "./nginx.js";
 export {
+  renderSigninScript,
+  signinScriptFileName,
+  GATEWAY_SESSION_COOKIE,
+  EXCHANGE_PATH,
+  type SigninScriptOptions,
+} from "./signin-njs.js";
+export {
   renderGatewayPushScript,
   parseAppliedHash,
   APPLIED_MARKER,

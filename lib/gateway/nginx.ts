@@ -12,6 +12,8 @@
  */
 import { createHash } from "node:crypto";
 
+import { DENIED_PATH, EXCHANGE_PATH } from "./signin-njs.js";
+
 export interface GatewayRoute {
   /** Supabase project ref: exactly 20 lowercase letters. */
   ref: string;
@@ -62,9 +64,21 @@ export interface GatewayRenderOptions {
   /** Default 4096. */
   workerConnections?: number;
   paths?: GatewayPaths;
+  /** The Grafana sign-in (njs): without it requests are proxied without an identity. */
+  signin?: GatewaySigninOptions;
+}
+
+export interface GatewaySigninOptions {
+  /** The njs module rendered by `renderSigninScript` (a content-addressed file). */
+  scriptPath: string;
+  /** Debian/Ubuntu `libnginx-mod-http-js`; default {@link NJS_MODULE_PATH}. */
+  njsModulePath?: string;
+  /** Per ref: sessions and tickets issued before this moment (epoch seconds) are refused. */
+  notBefore?: ReadonlyMap<string, number>;
 }
 
 export const DEFAULT_GRAFANA_PORT = 3000;
+export const NJS_MODULE_PATH = "/usr/lib/nginx/modules/ngx_http_js_module.so";
 
 export class GatewayConfigError extends Error {
   constructor(message: string) {
@@ -222,6 +236,17 @@ export function renderGatewayConfig(
     opts.paths?.tempDir === undefined ? undefined : checkPath("paths.tempDir", opts.paths.tempDir);
 
   const entries = normalizeRoutes(routes);
+  const signin =
+    opts.signin === undefined
+      ? undefined
+      : {
+          script: checkPath("signin.scriptPath", opts.signin.scriptPath),
+          module: checkPath("signin.njsModulePath", opts.signin.njsModulePath ?? NJS_MODULE_PATH),
+          notBefore: [...(opts.signin.notBefore ?? new Map<string, number>()).entries()]
+            .filter(([ref]) => entries.some((e) => e.ref === ref))
+            .map(([ref, at]) => [ref, checkInt(`notBefore for ${ref}`, at, 0, 1e11)] as const)
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        };
   const longestKey = 21 + domain.length;
   const bucketSize = bucketSizeFor(longestKey);
   const mapMaxSize = Math.max(2048, nextPowerOfTwo(entries.length * 2));
@@ -234,6 +259,7 @@ export function renderGatewayConfig(
     "# Supafana gateway: generated from the instances table. Do not edit; it is replaced whole.",
   );
   line(`# routes: ${entries.length}`);
+  if (signin !== undefined) line(`load_module ${signin.module};`);
   if (user !== null) line(`user ${user};`);
   line("worker_processes auto;");
   line("worker_rlimit_nofile 65535;");
@@ -289,6 +315,22 @@ export function renderGatewayConfig(
   line("        '' close;");
   line("    }");
   line("");
+  if (signin !== undefined) {
+    line("    # Grafana sign-in: the gateway verifies the session cookie itself (njs, one HMAC)");
+    line("    # and sends the identity to Grafana's auth proxy; see lib/gateway/signin-njs.ts.");
+    line(`    js_import supafana_signin from ${signin.script};`);
+    line("    js_set $supafana_auth supafana_signin.authenticate;");
+    line("    js_var $supafana_user;");
+    line("    js_var $supafana_email;");
+    line("    js_var $supafana_name;");
+    line("    js_var $supafana_role;");
+    line("    # Revoked sign-ins: per host, sessions issued before this moment are refused.");
+    line("    map $host $supafana_not_before {");
+    line("        default 0;");
+    for (const [ref, at] of signin.notBefore) line(`        ${ref}.${domain} ${at};`);
+    line("    }");
+    line("");
+  }
   line("    # Exact host names only; nginx lowercases $host and matches map strings without case.");
   line("    map $host $grafana_upstream {");
   line('        default "";');
@@ -342,11 +384,31 @@ export function renderGatewayConfig(
   line('        add_header Referrer-Policy "strict-origin-when-cross-origin" always;');
   line('        add_header X-Frame-Options "SAMEORIGIN" always;');
   line("");
+  if (signin !== undefined) {
+    line("        # A one-time ticket from the app becomes this host's session cookie.");
+    line(`        location = ${EXCHANGE_PATH} {`);
+    line("            default_type application/json;");
+    line('            if ($grafana_upstream = "") {');
+    line(`                return 404 '${NOT_FOUND_BODY}';`);
+    line("            }");
+    line("            js_content supafana_signin.exchange;");
+    line("        }");
+    line(`        location = ${DENIED_PATH} {`);
+    line("            internal;");
+    line("            js_content supafana_signin.denied;");
+    line("        }");
+    line("");
+  }
   line("        location / {");
   line("            default_type application/json;");
   line('            if ($grafana_upstream = "") {');
   line(`                return 404 '${NOT_FOUND_BODY}';`);
   line("            }");
+  if (signin !== undefined) {
+    line('            if ($supafana_auth != "") {');
+    line(`                rewrite ^ ${DENIED_PATH} last;`);
+    line("            }");
+  }
   line("            proxy_pass http://$grafana_upstream;");
   line("            proxy_http_version 1.1;");
   line("            proxy_set_header Host $host;");
@@ -357,6 +419,15 @@ export function renderGatewayConfig(
   line("            proxy_set_header X-Forwarded-For $remote_addr;");
   line("            proxy_set_header X-Forwarded-Proto https;");
   line("            proxy_set_header X-Forwarded-Host $host;");
+  if (signin !== undefined) {
+    line(
+      "            # The verified identity; these replace any client-sent header of the same name.",
+    );
+    line("            proxy_set_header X-WEBAUTH-USER $supafana_user;");
+    line("            proxy_set_header X-WEBAUTH-EMAIL $supafana_email;");
+    line("            proxy_set_header X-WEBAUTH-NAME $supafana_name;");
+    line("            proxy_set_header X-WEBAUTH-ROLE $supafana_role;");
+  }
   line("            proxy_set_header Upgrade $http_upgrade;");
   line("            proxy_set_header Connection $connection_upgrade;");
   line("            proxy_connect_timeout 5s;");

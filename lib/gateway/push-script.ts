@@ -27,6 +27,16 @@ export interface GatewayPushOptions {
   reloadCommand?: string;
   /** nginx prefix (`nginx -p`), for tests that run nginx out of a temp directory. */
   prefix?: string;
+  /**
+   * Files the config refers to (the sign-in njs module), written before `nginx -t`. Give them
+   * content-addressed paths: a file the running config uses is then never changed in place.
+   */
+  assets?: readonly GatewayAsset[];
+}
+
+export interface GatewayAsset {
+  path: string;
+  content: string;
 }
 
 export const APPLIED_MARKER = "SUPAFANA_GATEWAY_APPLIED";
@@ -55,6 +65,15 @@ export function parseAppliedHash(output: string): string | undefined {
   return re.exec(output)?.[1];
 }
 
+/** gzip (deterministic in Node: mtime 0) + base64, in lines. */
+function encodePayload(text: string): string[] {
+  const payload = gzipSync(Buffer.from(text, "utf8"), { level: 9 }).toString("base64");
+  const lines: string[] = [];
+  for (let i = 0; i < payload.length; i += BASE64_LINE)
+    lines.push(payload.slice(i, i + BASE64_LINE));
+  return lines;
+}
+
 export function renderGatewayPushScript(config: string, opts: GatewayPushOptions): string[] {
   const target = checkPath("targetPath", opts.targetPath);
   const nginx = opts.nginxBinary === undefined ? "nginx" : opts.nginxBinary;
@@ -67,12 +86,21 @@ export function renderGatewayPushScript(config: string, opts: GatewayPushOptions
     throw new Error("reloadCommand must be one line");
 
   const sha = gatewayConfigHash(config);
-  // gzip output is deterministic in Node (mtime 0), so equal configs give equal scripts.
-  const payload = gzipSync(Buffer.from(config, "utf8"), { level: 9 }).toString("base64");
-  const payloadLines: string[] = [];
-  for (let i = 0; i < payload.length; i += BASE64_LINE) {
-    payloadLines.push(payload.slice(i, i + BASE64_LINE));
-  }
+  const payloadLines = encodePayload(config);
+  const assetLines: string[] = [];
+  (opts.assets ?? []).forEach((asset, i) => {
+    const path = checkPath(`assets[${i}].path`, asset.path);
+    const marker = `SUPAFANA_ASSET_${i}`;
+    assetLines.push(
+      `asset=${shQuote(path)}`,
+      'mkdir -p "$(dirname "$asset")" || fail "could not create the directory of $asset"',
+      `base64 -d <<'${marker}' | gunzip -c > "$asset.supafana-new" || fail "could not decode $asset"`,
+      ...encodePayload(asset.content),
+      marker,
+      `[ "$(sha256sum "$asset.supafana-new" | cut -d" " -f1)" = ${gatewayConfigHash(asset.content)} ] || fail "checksum mismatch for $asset"`,
+      'chmod 0644 "$asset.supafana-new" && mv -f "$asset.supafana-new" "$asset" || fail "could not install $asset"',
+    );
+  });
 
   return [
     "#!/bin/sh",
@@ -85,6 +113,7 @@ export function renderGatewayPushScript(config: string, opts: GatewayPushOptions
     `expected=${sha}`,
     `fail() { echo "${FAILED_MARKER} $*" >&2; rm -f "$new"; exit 1; }`,
     `reload_nginx() { ${reload}; }`,
+    ...assetLines,
     'if [ -f "$target" ] && [ "$(sha256sum "$target" | cut -d" " -f1)" = "$expected" ]; then',
     `  echo "${APPLIED_MARKER} $expected"`,
     "  exit 0",

@@ -51,6 +51,22 @@ export function renderGrafanaEnv(input: ResolvedInput): string {
     ["GF_SECURITY_COOKIE_SECURE", "true"],
     ["GF_SECURITY_DISABLE_GRAVATAR", "true"],
     ["GF_AUTH_ANONYMOUS_ENABLED", "false"],
+    // Sign-in: the gateway is the identity provider. It verifies the member's session and sends
+    // who they are in these headers; Grafana trusts them from the gateway's address only, creates
+    // the user on first sight and syncs the role from the header (re-read at most a minute
+    // later). No login form: the admin password is break-glass, used on the VM itself.
+    ["GF_AUTH_PROXY_ENABLED", "true"],
+    ["GF_AUTH_PROXY_HEADER_NAME", "X-WEBAUTH-USER"],
+    ["GF_AUTH_PROXY_HEADER_PROPERTY", "username"],
+    ["GF_AUTH_PROXY_HEADERS", "Email:X-WEBAUTH-EMAIL Name:X-WEBAUTH-NAME Role:X-WEBAUTH-ROLE"],
+    ["GF_AUTH_PROXY_AUTO_SIGN_UP", "true"],
+    ["GF_AUTH_PROXY_WHITELIST", input.gatewayPrivateIp],
+    ["GF_AUTH_PROXY_SYNC_TTL", "1"],
+    ["GF_AUTH_PROXY_ENABLE_LOGIN_TOKEN", "false"],
+    ["GF_AUTH_DISABLE_LOGIN_FORM", "true"],
+    ["GF_AUTH_DISABLE_SIGNOUT_MENU", "true"],
+    ["GF_USERS_AUTO_ASSIGN_ORG", "true"],
+    ["GF_USERS_AUTO_ASSIGN_ORG_ROLE", "Viewer"],
     ["GF_USERS_ALLOW_SIGN_UP", "false"],
     ["GF_USERS_ALLOW_ORG_CREATE", "false"],
     ["GF_ANALYTICS_REPORTING_ENABLED", "false"],

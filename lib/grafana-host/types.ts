@@ -14,7 +14,13 @@ export interface GrafanaHostInput {
   domain: string;
   /** Supabase service_role (or `sb_secret_…`) key used to scrape the metrics endpoint. */
   serviceRoleKey: string;
+  /** Break-glass only: members sign in through the gateway (auth proxy) and never see it. */
   grafanaAdminPassword: string;
+  /**
+   * The gateway's private IPv4 address (GATEWAY_PRIVATE_IP): Grafana takes the auth-proxy
+   * identity headers from this address only.
+   */
+  gatewayPrivateIp: string;
   /** When set (and alertEmails is not empty), alerts are emailed through this server. */
   smtp?: SmtpSettings;
   alertEmails: string[];

@@ -80,6 +80,7 @@ export interface ResolvedInput {
   domain: string;
   serviceRoleKey: string;
   grafanaAdminPassword: string;
+  gatewayPrivateIp: string;
   smtp:
     | {
         host: string;
@@ -98,6 +99,14 @@ export interface ResolvedInput {
   dataDiskDevice: string;
   retentionTime: string;
   retentionSize: string;
+}
+
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+const IPV4_RE = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
+
+function assertIpv4(name: string, value: string): string {
+  if (!IPV4_RE.test(value)) fail(`${name} must be a dotted-quad IPv4 address`);
+  return value;
 }
 
 /** Validates the input and fills in the defaults. */
@@ -154,6 +163,7 @@ export function resolveInput(input: GrafanaHostInput): ResolvedInput {
     domain,
     serviceRoleKey: assertSecret("serviceRoleKey", input.serviceRoleKey),
     grafanaAdminPassword: assertSecret("grafanaAdminPassword", input.grafanaAdminPassword),
+    gatewayPrivateIp: assertIpv4("gatewayPrivateIp", input.gatewayPrivateIp),
     smtp,
     alertEmails,
     maxDbConnections,

@@ -275,6 +275,7 @@ const deploy: Step = async (env) => {
       domain: services.config.GRAFANA_DOMAIN,
       serviceRoleKey: serviceKey,
       grafanaAdminPassword: password,
+      gatewayPrivateIp: services.config.GATEWAY_PRIVATE_IP,
       alertEmails: email ? [email] : [],
       ...(smtp ? { smtp } : {}),
     });

@@ -3,6 +3,7 @@
  * Each section starts its own local platform (in-memory Azurite, emulator, simulators).
  */
 import { benchConnect } from "./connect.js";
+import { benchGatewaySignin } from "./gateway-signin.js";
 import { benchPlatform } from "./platform.js";
 import { benchProvisioning } from "./provisioning.js";
 import { benchWeb } from "./web.js";
@@ -16,6 +17,7 @@ const sections: Section[] = [
   ["Billing webhooks", () => benchWebhooks()],
   ["Provisioning", () => benchProvisioning()],
   ["Web app", benchWeb],
+  ["Grafana sign-in", benchGatewaySignin],
 ];
 
 const only = process.argv.slice(2).map((s) => s.toLowerCase());

@@ -79,6 +79,7 @@ const SECRETS = [
   "STRIPE_WEBHOOK_SECRET",
   "LOOPS_API_KEY",
   "SMTP_PASSWORD",
+  "GRAFANA_SESSION_KEYS",
 ];
 
 /** Outputs the deploy path relies on; the setting-named ones equal the app setting of that name. */
@@ -244,6 +245,7 @@ const SAMPLES: Record<string, string> = {
   "dns.outputs.name": "grafana.example.com",
   "gateway.outputs.vmName": "vm-supafana-dev-gateway",
   "gateway.outputs.publicIpAddress": "20.61.1.2",
+  "gateway.outputs.privateIpAddress": "10.40.0.4",
   "grafanaRg.name": "rg-supafana-dev-grafana",
   "platformRg.name": "rg-supafana-dev",
   "environment().resourceManager": "https://management.azure.com/",
@@ -308,6 +310,7 @@ describe("app settings as deployed", () => {
   it("when the app settings are resolved as Azure would, then lib/config.ts accepts them", () => {
     const vaultSecrets: Record<string, string> = {
       "secret-keys": JSON.stringify({ "2026-01": Buffer.alloc(32, 7).toString("base64") }),
+      "grafana-session-keys": JSON.stringify({ "2026-01": Buffer.alloc(32, 8).toString("base64") }),
       "session-secret": "s".repeat(48),
       "supabase-client-secret": "supabase-secret",
       "stripe-secret-key": "sk_live_123",

@@ -5,7 +5,15 @@
  * Key Vault returns them (PFX, the default, and PEM).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -393,5 +401,135 @@ describe.skipIf(!hasTools)("gateway certificate fetcher", () => {
     expect(res.status).not.toBe(0);
     expect(res.stderr).toContain("no certificate matches the private key");
     expect(existsSync(join(out, "tls", "privkey.pem"))).toBe(false);
+  });
+});
+
+const keysFetcher = file("/usr/local/sbin/supafana-fetch-signin-keys");
+
+describe("gateway cloud-init: Grafana sign-in", () => {
+  it("when rendered, then it installs the njs module and keeps the key set current on a timer", () => {
+    expect(config.packages).toContain("libnginx-mod-http-js");
+    expect(keysFetcher.permissions).toBe("0755");
+    expect(keysFetcher.content).toContain(
+      "vault_uri=${SUPAFANA_VAULT_URI:-'https://kv-dev-abc.vault.azure.net/'}",
+    );
+    expect(keysFetcher.content).toContain(
+      "secret_name=${SUPAFANA_SIGNIN_KEYS_SECRET:-grafana-session-keys}",
+    );
+    expect(file("/etc/systemd/system/supafana-signin-keys.timer").content).toContain(
+      "OnUnitActiveSec=5min",
+    );
+    expect(JSON.stringify(config.runcmd)).toContain("supafana-signin-keys.timer");
+    const res = spawnSync("sh", ["-n"], { input: keysFetcher.content, encoding: "utf8" });
+    expect(res.stderr).toBe("");
+    expect(res.status).toBe(0);
+  });
+});
+
+describe.skipIf(!hasTools || process.getuid?.() !== 0)("gateway sign-in key fetcher", () => {
+  let fake: Fake;
+  let work: string;
+  let scriptPath: string;
+  const group = () => execFileSync("id", ["-gn"], { encoding: "utf8" }).trim();
+
+  beforeAll(async () => {
+    fake = await startFake();
+    work = mkdtempSync(join(tmpdir(), "supafana-gw-keys-"));
+    scriptPath = join(work, "fetch-keys.sh");
+    writeFileSync(scriptPath, keysFetcher.content, { mode: 0o755 });
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((resolve) => fake.server.close(() => resolve()));
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const run = (dir: string) =>
+    new Promise<RunResult>((resolve) => {
+      writeFileSync(join(dir, "reload.sh"), `echo reload >> ${join(dir, "reloads")}\n`);
+      const child = spawn("sh", [scriptPath], {
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          SUPAFANA_VAULT_URI: `${fake.url}/`,
+          SUPAFANA_IMDS_ENDPOINT: fake.url,
+          SUPAFANA_SIGNIN_KEYS_DIR: join(dir, "keys"),
+          SUPAFANA_USED_TICKETS_DIR: join(dir, "used"),
+          SUPAFANA_NGINX_USER: group(),
+          SUPAFANA_NGINX: "true",
+          SUPAFANA_NGINX_RELOAD: `sh ${join(dir, "reload.sh")}`,
+        },
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("close", (status) => resolve({ status, stdout, stderr }));
+    });
+  const reloads = (dir: string) =>
+    existsSync(join(dir, "reloads"))
+      ? readFileSync(join(dir, "reloads"), "utf8").split("\n").filter(Boolean).length
+      : 0;
+
+  it("when the key set is new or rotated, then it is installed 0640 for the nginx group and nginx reloaded once per change", async () => {
+    const dir = mkdtempSync(join(work, "run-"));
+    const v1 = JSON.stringify({ "2026-01": Buffer.alloc(32, 1).toString("base64") });
+    fake.secret = { status: 200, body: { value: v1 } };
+    const first = await run(dir);
+    expect(first.stderr).toBe("");
+    expect(first.status).toBe(0);
+    const installed = join(dir, "keys", "grafana-session-keys.json");
+    expect(readFileSync(installed, "utf8")).toBe(`${v1}\n`);
+    expect(statSync(installed).mode & 0o777).toBe(0o640);
+    expect(statSync(join(dir, "used")).mode & 0o777).toBe(0o700);
+    expect(reloads(dir)).toBe(1);
+    expect(fake.secretRequests.at(-1)?.url).toMatch(/^\/secrets\/grafana-session-keys\?/);
+    expect(fake.secretRequests.at(-1)?.authorization).toBe("Bearer token-123");
+
+    expect((await run(dir)).status).toBe(0);
+    expect(reloads(dir)).toBe(1);
+
+    const v2 = JSON.stringify({
+      "2026-01": Buffer.alloc(32, 1).toString("base64"),
+      "2026-02": Buffer.alloc(32, 2).toString("base64"),
+    });
+    fake.secret = { status: 200, body: { value: v2 } };
+    const rotated = await run(dir);
+    expect(rotated.stdout).toContain("installed kids 2026-01,2026-02");
+    expect(readFileSync(installed, "utf8")).toBe(`${v2}\n`);
+    expect(reloads(dir)).toBe(2);
+  });
+
+  it("when the secret is not a key set, or not readable yet, then nothing is installed", async () => {
+    const dir = mkdtempSync(join(work, "run-"));
+    for (const [secret, reason] of [
+      [{ status: 200, body: { value: "[1,2]" } }, "not a JSON object of kid"],
+      [
+        { status: 200, body: { value: JSON.stringify({ "bad kid": "x" }) } },
+        "not a JSON object of kid",
+      ],
+      [{ status: 403, body: {} }, "gatewayCertificateImported"],
+    ] as const) {
+      fake.secret = secret;
+      const res = await run(dir);
+      expect(res.status).not.toBe(0);
+      expect(res.stderr).toContain(reason);
+      expect(existsSync(join(dir, "keys", "grafana-session-keys.json"))).toBe(false);
+    }
+    expect(reloads(dir)).toBe(0);
+  });
+
+  it("when burnt-ticket markers are older than ten minutes, then they are pruned", async () => {
+    const dir = mkdtempSync(join(work, "run-"));
+    fake.secret = { status: 200, body: { value: JSON.stringify({ k: "a" }) } };
+    expect((await run(dir)).status).toBe(0);
+    const old = join(dir, "used", "old-ticket-id-000000");
+    const fresh = join(dir, "used", "new-ticket-id-000000");
+    writeFileSync(old, "");
+    writeFileSync(fresh, "");
+    const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
+    utimesSync(old, elevenMinutesAgo, elevenMinutesAgo);
+    expect((await run(dir)).status).toBe(0);
+    expect(existsSync(old)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import { LOCAL, localSecretKeys } from "../../local/defaults.js";
+import { LOCAL, localGrafanaSessionKeys, localSecretKeys } from "../../local/defaults.js";
 
 /** A complete, valid production-shaped environment (values are placeholders). */
 export const validEnv = (): Record<string, string> => ({
@@ -29,6 +29,8 @@ export const validEnv = (): Record<string, string> => ({
   GATEWAY_RESOURCE_GROUP: "rg",
   GATEWAY_VM_NAME: "gw",
   GATEWAY_PUBLIC_IP: "20.1.2.3",
+  GATEWAY_PRIVATE_IP: "10.40.0.4",
+  GRAFANA_SESSION_KEYS: localGrafanaSessionKeys(),
   GRAFANA_SUBNET_ID:
     "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/grafana",
   GRAFANA_ADMIN_SSH_PUBLIC_KEY: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample operator",

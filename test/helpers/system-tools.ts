@@ -49,6 +49,9 @@ export function nginxPath(): string {
   );
 }
 
+/** The njs dynamic module of Debian's `libnginx-mod-http-js` (njs 0.7.x on Debian 12). */
+export const NJS_MODULE_PATH = "/usr/lib/nginx/modules/ngx_http_js_module.so";
+
 export function promtoolPath(): string {
   return required("promtool", findBinary("promtool", ["/usr/local/bin", "/usr/bin"]));
 }

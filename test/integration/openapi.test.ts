@@ -75,6 +75,32 @@ describe("OpenAPI contract", () => {
     }
   });
 
+  it("when a route answers anyone but an operator, then no documented answer can carry a Grafana password", () => {
+    const mentions = (node: unknown): boolean =>
+      typeof node === "object" && node !== null
+        ? Object.entries(node as Json).some(([k, v]) => /password/i.test(k) || mentions(v))
+        : false;
+    const withPassword: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths as Json)) {
+      for (const [method, op] of Object.entries(ops as Json)) {
+        const o = op as Json;
+        if (o["x-caller"] !== "admin" && mentions(o.responses))
+          withPassword.push(`${method} ${path}`);
+      }
+    }
+    expect(withPassword).toEqual([]);
+    // Opening Grafana answers exactly { url }; the break-glass password is an operator route.
+    const session = doc.paths["/api/projects/{ref}/grafana/session"]?.post as Json;
+    expect(session["x-caller"]).toBe("verified");
+    expect(
+      Object.keys(session.responses["200"].content["application/json"].schema.properties as Json),
+    ).toEqual(["url"]);
+    expect(doc.paths["/api/projects/{ref}/grafana/password"]).toBeUndefined();
+    expect(doc.paths["/api/ops/instances/{org}/{ref}/grafana-password"]?.post?.["x-caller"]).toBe(
+      "admin",
+    );
+  });
+
   it("when a route name or path would clash with the Functions host's own routes, then the test fails", () => {
     for (const def of allDefinitions) {
       expect(def.name.toLowerCase().startsWith("admin"), def.name).toBe(false);

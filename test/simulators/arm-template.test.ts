@@ -331,6 +331,7 @@ describe("ARM simulator deployments against the compiled template", () => {
     const ref = randomRef();
     const c = svc.config;
     const cloudInit = renderCloudInit({
+      gatewayPrivateIp: "10.40.0.4",
       ref,
       domain: c.GRAFANA_DOMAIN,
       serviceRoleKey: "sb_secret_test",

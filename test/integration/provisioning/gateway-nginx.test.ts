@@ -2,17 +2,20 @@
  * A gateway push end to end with a real nginx: the gateway consumer renders the config from the
  * instances table and sends the push script by run command; the ARM simulator executes that
  * script with bash against an nginx running out of a temp prefix; then a request with
- * `Host: <ref>.<domain>` reaches a stand-in Grafana on the instance's private IP.
+ * `Host: <ref>.<domain>` reaches a stand-in Grafana on the instance's private IP, once signed in
+ * with a ticket the Function App signed (the sign-in's njs module travels with the push).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { request as httpsRequest } from "node:https";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { handleGatewayMessage } from "../../../lib/gateway/consumer.js";
+import { gatewaySigninScript, handleGatewayMessage } from "../../../lib/gateway/consumer.js";
+import { GATEWAY_SESSION_COOKIE } from "../../../lib/gateway/signin-njs.js";
+import { gatewayKeysFile, signToken } from "../../../lib/grafana-signin/token.js";
 import { renderGatewayConfig } from "../../../lib/gateway/nginx.js";
 import { readGatewayState } from "../../../lib/gateway/state.js";
 import { createInstance, type InstanceState } from "../../../lib/instances/store.js";
@@ -44,28 +47,62 @@ describe("gateway push through run command to a real nginx", () => {
   /** A loopback address of its own, so the stand-in can listen on Grafana's port 3000. */
   const upstreamIp = `127.${20 + Math.floor(Math.random() * 200)}.${Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
 
-  const get = (host: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpsRequest(
-        {
-          host: "127.0.0.1",
-          port: httpsPort,
-          path: "/api/health",
-          servername: host,
-          rejectUnauthorized: false,
-          agent: false,
-          headers: { host },
-        },
-        (res) => {
-          let body = "";
-          res.setEncoding("utf8");
-          res.on("data", (c: string) => (body += c));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on("error", reject);
-      req.end();
+  const get = (host: string, path = "/api/health", cookie?: string) =>
+    new Promise<{ status: number; body: string; signin?: string; setCookie?: string }>(
+      (resolve, reject) => {
+        const req = httpsRequest(
+          {
+            host: "127.0.0.1",
+            port: httpsPort,
+            path,
+            servername: host,
+            rejectUnauthorized: false,
+            agent: false,
+            headers: { host, ...(cookie ? { cookie } : {}) },
+          },
+          (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (c: string) => (body += c));
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body,
+                signin: res.headers["x-supafana-signin"] as string | undefined,
+                setCookie: res.headers["set-cookie"]?.[0],
+              }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      },
+    );
+
+  /** Signs in to a host as the Function App would send a member there; the session cookie. */
+  const signIn = async (ref: string): Promise<string> => {
+    const now = Math.floor(Date.now() / 1000);
+    const ticket = signToken(platform.config.GRAFANA_SESSION_KEYS, {
+      typ: "ticket",
+      aud: ref,
+      sub: "user-1",
+      email: "ada@demo.example",
+      name: "ada",
+      role: "Viewer",
+      org: "demo",
+      iat: now,
+      exp: now + 60,
+      jti: randomUUID().replace(/-/g, ""),
     });
+    const res = await get(
+      `${ref}.${platform.config.GRAFANA_DOMAIN}`,
+      `/_supafana/session?ticket=${ticket}`,
+    );
+    expect(res.status, res.body).toBe(302);
+    const cookie = (res.setCookie ?? "").split(";")[0] ?? "";
+    expect(cookie.startsWith(`${GATEWAY_SESSION_COOKIE}=`)).toBe(true);
+    return cookie;
+  };
 
   const plant = async (state: InstanceState) => {
     const now = new Date();
@@ -97,9 +134,17 @@ describe("gateway push through run command to a real nginx", () => {
       user: null,
       listen: { http: httpPort, https: httpsPort },
     };
+    // The gateway's sign-in files, as the VM's key fetcher and cloud-init leave them.
+    chmodSync(sb.dir, 0o711);
+    const usedTicketsDir = `${sb.dir}/used-tickets`;
+    mkdirSync(usedTicketsDir, { mode: 0o777 });
+    chmodSync(usedTicketsDir, 0o777);
+    const keysPath = `${sb.dir}/grafana-session-keys.json`;
+    const signin = { scriptDir: `${sb.dir}/supafana`, keysPath, usedTicketsDir };
     platform = await startTestPlatform({
       runCommandExecutor: bashExecutor,
       gatewayHost: {
+        signin,
         render,
         push: {
           targetPath: sb.configPath,
@@ -115,6 +160,9 @@ describe("gateway push through run command to a real nginx", () => {
     });
     await new Promise<void>((resolve) => upstream.listen(3000, upstreamIp, resolve));
 
+    writeFileSync(keysPath, gatewayKeysFile(platform.config.GRAFANA_SESSION_KEYS), {
+      mode: 0o644,
+    });
     // The gateway VM as it boots: nginx serving an empty route map.
     writeFileSync(
       sb.configPath,
@@ -157,7 +205,12 @@ describe("gateway push through run command to a real nginx", () => {
     const run = platform.arm?.runCommands().at(-1);
     expect(run?.script.join("\n")).toContain("nginx");
 
-    const res = await get(host);
+    // Routed: the sign-in page until signed in, then the stand-in.
+    const refused = await get(host);
+    expect(refused.status).toBe(401);
+    expect(refused.signin).toBe("missing");
+    expect(run?.script.join("\n")).toContain(gatewaySigninScript(platform.services).path);
+    const res = await get(host, "/api/health", await signIn(instance.ref));
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toMatchObject({ grafana: "stand-in" });
     expect((await get(`${randomRef()}.${platform.config.GRAFANA_DOMAIN}`)).status).toBe(404);
@@ -173,7 +226,8 @@ describe("gateway push through run command to a real nginx", () => {
       ctx,
     );
     const host = `${routed.ref}.${platform.config.GRAFANA_DOMAIN}`;
-    expect((await get(host)).status).toBe(200);
+    const cookie = await signIn(routed.ref);
+    expect((await get(host, "/api/health", cookie)).status).toBe(200);
 
     // Break the host: the certificate nginx -t needs disappears.
     const moved = `${sb.certificatePath}.away`;
@@ -190,6 +244,6 @@ describe("gateway push through run command to a real nginx", () => {
     } finally {
       spawnSync("mv", [moved, sb.certificatePath]);
     }
-    expect((await get(host)).status).toBe(200);
+    expect((await get(host, "/api/health", cookie)).status).toBe(200);
   });
 });

@@ -15,6 +15,7 @@ import { expect } from "vitest";
 
 import { definitions as gatewayDefinitions } from "../../../functions/gateway.js";
 import { definitions as grafanaDefinitions } from "../../../functions/grafana.js";
+import { definitions as opsDefinitions } from "../../../functions/ops.js";
 import { definitions as provisioningDefinitions } from "../../../functions/provisioning.js";
 import { definitions as reconcilerDefinitions } from "../../../functions/reconciler.js";
 import type { Bus, OutboundMessage, QueueKey } from "../../../lib/bus.js";
@@ -41,6 +42,7 @@ export const provisioningTestDefinitions: FunctionDefinition[] = [
   ...provisioningDefinitions,
   ...gatewayDefinitions,
   ...reconcilerDefinitions,
+  ...opsDefinitions,
 ];
 
 export interface Delivery {

@@ -50,8 +50,11 @@ describe("secrets", () => {
       ref,
       running?.passwordSecret ?? "",
     );
-    const rotated = (await o.client.post(`/api/projects/${ref}/grafana/password`)).body
-      .password as string;
+    const rotated = (
+      await o.client.post(`/api/ops/instances/${o.slug}/${ref}/grafana-password`, {
+        headers: { "x-ops-actor": "on-call" },
+      })
+    ).body.password as string;
     expect(rotated).toBeTruthy();
     const rowsWhileRunning = await allTableRows(env.services);
     await o.client.delete(`/api/projects/${ref}/grafana`);

@@ -1,13 +1,17 @@
+import { writeFileSync } from "node:fs";
+
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 import {
   GatewayConfigError,
+  NJS_MODULE_PATH,
   gatewayConfigHash,
   renderGatewayConfig,
   type GatewayRenderOptions,
   type GatewayRoute,
 } from "../../../lib/gateway/nginx.js";
+import { renderSigninScript, signinScriptFileName } from "../../../lib/gateway/signin-njs.js";
 import { createNginxSandbox, nginxTest, type NginxSandbox } from "../../helpers/system-tools.js";
 import { parseUpstreamMap, refOf } from "./helpers.js";
 
@@ -242,5 +246,75 @@ describe("renderGatewayConfig input validation", () => {
     ["the same http and https port", { listen: { http: 8443, https: 8443 } }],
   ])("when the options have %s, then it throws", (_name, extra) => {
     expect(() => renderGatewayConfig([ok], { ...PROD_OPTS, ...extra })).toThrow(GatewayConfigError);
+  });
+});
+
+describe("renderGatewayConfig with the Grafana sign-in", () => {
+  const routes = [
+    { ref: refOf(11), privateIp: "10.0.0.11" },
+    { ref: refOf(12), privateIp: "10.0.0.12" },
+  ];
+
+  it("when the sign-in is on, then nginx -t accepts the config with Debian's njs module and the script", () => {
+    const result = nginxTest((sb) => {
+      const script = renderSigninScript({
+        keysPath: `${sb.dir}/keys.json`,
+        usedTicketsDir: `${sb.dir}/used`,
+        appUrl: "https://app.example.com",
+      });
+      const scriptPath = `${sb.dir}/${signinScriptFileName(script)}`;
+      writeFileSync(scriptPath, script);
+      return renderGatewayConfig(
+        routes,
+        optionsFor(sb, { signin: { scriptPath, njsModulePath: NJS_MODULE_PATH } }),
+      );
+    });
+    expect(result.output).toMatch(/syntax is ok/);
+    expect(result.ok).toBe(true);
+  });
+
+  it("when a revocation names routed and unrouted refs, then only routed hosts get a not-before", () => {
+    const config = renderGatewayConfig(routes, {
+      ...PROD_OPTS,
+      signin: {
+        scriptPath: "/etc/nginx/supafana/signin-0123456789abcdef.js",
+        notBefore: new Map([
+          [refOf(12), 1_800_000_000],
+          [refOf(99), 1_800_000_001],
+        ]),
+      },
+    });
+    expect(config).toContain(`load_module ${NJS_MODULE_PATH};`);
+    expect(config).toContain(
+      "js_import supafana_signin from /etc/nginx/supafana/signin-0123456789abcdef.js;",
+    );
+    const map = /map \$host \$supafana_not_before \{\n([\s\S]*?)\n\s*\}/.exec(config)?.[1] ?? "";
+    expect(
+      map
+        .trim()
+        .split("\n")
+        .map((l) => l.trim()),
+    ).toEqual(["default 0;", `${refOf(12)}.${DOMAIN} 1800000000;`]);
+    // The identity headers are always set by the gateway (replacing any client-sent value).
+    for (const h of ["USER", "EMAIL", "NAME", "ROLE"]) {
+      expect(config).toMatch(new RegExp(`proxy_set_header X-WEBAUTH-${h} \\$supafana_`));
+    }
+  });
+
+  it("when the sign-in is off, then no njs appears", () => {
+    const config = renderGatewayConfig(routes, PROD_OPTS);
+    expect(config).not.toMatch(/js_|load_module|X-WEBAUTH/);
+  });
+
+  it.each([
+    ["a relative script path", { scriptPath: "signin.js" }],
+    ["a script path with a quote", { scriptPath: "/etc/nginx/'s.js" }],
+    ["a module path with ..", { scriptPath: "/etc/s.js", njsModulePath: "/usr/../x.so" }],
+    [
+      "a fractional revocation time",
+      { scriptPath: "/etc/s.js", notBefore: new Map([[refOf(11), 1.5]]) },
+    ],
+  ])("when the sign-in options have %s, then it throws", (_name, signin) => {
+    expect(() => renderGatewayConfig(routes, { ...PROD_OPTS, signin })).toThrow(GatewayConfigError);
   });
 });

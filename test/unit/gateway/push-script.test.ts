@@ -69,6 +69,26 @@ describe.each(["sh", "bash"])("renderGatewayPushScript run with %s", (shell) => 
   const reloads = () =>
     existsSync(reloadLog) ? readFileSync(reloadLog, "utf8").trim().split("\n").length : 0;
 
+  it("when the config comes with an asset, then the asset is installed byte for byte before nginx -t", () => {
+    const assetPath = join(sb.dir, "supafana", "signin-0123456789abcdef.js");
+    const content = `// it's "$(touch ${sb.dir}/pwned)" \`x\` $HOME\n${"var a = 1;\n".repeat(500)}`;
+    const next = render(sb, routes(4, 9));
+    const lines = renderGatewayPushScript(next, {
+      targetPath: sb.configPath,
+      nginxBinary: nginxPath(),
+      prefix: `${sb.dir}/`,
+      reloadCommand: `echo reload >> ${reloadLog}`,
+      assets: [{ path: assetPath, content }],
+    });
+    const res = runScript(sb, lines, shell);
+    expect(res.stderr).toBe("");
+    expect(res.status).toBe(0);
+    expect(readFileSync(assetPath, "utf8")).toBe(content);
+    expect(existsSync(`${assetPath}.supafana-new`)).toBe(false);
+    expect(existsSync(join(sb.dir, "pwned"))).toBe(false);
+    expect(readFileSync(sb.configPath, "utf8")).toBe(next);
+  });
+
   it("when the new config is valid, then it is swapped in, the old one kept, nginx reloaded once", () => {
     // Quotes, dollars, backticks and command substitutions must arrive byte for byte.
     const next = `${render(sb, routes(5, 3))}# it's "$(touch ${sb.dir}/pwned)" \`touch ${sb.dir}/pwned2\` $HOME \\n\n`;

@@ -144,6 +144,40 @@ describe("renderCloudInit", () => {
     }
   });
 
+  it("signs members in through the gateway's auth proxy only, with no login form", () => {
+    const env = new Map(
+      fileContent(config, HOST_PATHS.grafanaEnv)
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)] as const),
+    );
+    const authProxy = Object.fromEntries(
+      [...env].filter(([k]) => k.startsWith("GF_AUTH_PROXY_")).sort(([a], [b]) => (a < b ? -1 : 1)),
+    );
+    // [auth.proxy] exactly: trusted from the gateway's private address alone.
+    expect(authProxy).toEqual({
+      GF_AUTH_PROXY_AUTO_SIGN_UP: "true",
+      GF_AUTH_PROXY_ENABLED: "true",
+      GF_AUTH_PROXY_ENABLE_LOGIN_TOKEN: "false",
+      GF_AUTH_PROXY_HEADERS: "Email:X-WEBAUTH-EMAIL Name:X-WEBAUTH-NAME Role:X-WEBAUTH-ROLE",
+      GF_AUTH_PROXY_HEADER_NAME: "X-WEBAUTH-USER",
+      GF_AUTH_PROXY_HEADER_PROPERTY: "username",
+      GF_AUTH_PROXY_SYNC_TTL: "1",
+      GF_AUTH_PROXY_WHITELIST: "10.40.0.4",
+    });
+    expect(env.get("GF_AUTH_DISABLE_LOGIN_FORM")).toBe("true");
+    expect(env.get("GF_AUTH_ANONYMOUS_ENABLED")).toBe("false");
+    expect(env.get("GF_USERS_ALLOW_SIGN_UP")).toBe("false");
+    // The admin password stays, from the secret file, for machine use on the VM.
+    expect(env.get("GF_SECURITY_ADMIN_PASSWORD")).toBe(
+      "$__file{/run/secrets/grafana-admin-password}",
+    );
+    const other = parseCloudConfig(renderCloudInit(hostInput({ gatewayPrivateIp: "10.9.8.7" })));
+    expect(fileContent(other, HOST_PATHS.grafanaEnv)).toContain(
+      "\nGF_AUTH_PROXY_WHITELIST=10.9.8.7\n",
+    );
+  });
+
   it("prepares data directories for the container uids only once /data is mounted", () => {
     const setup = fileContent(config, `${HOST_PATHS.libDir}/setup.sh`);
     const mountCheck = setup.indexOf("if ! mountpoint -q /data");
@@ -235,6 +269,8 @@ describe("renderCloudInit input validation", () => {
     ["a key with a newline", { serviceRoleKey: "abc\ndef" }],
     ["a key with a space", { serviceRoleKey: "abc def" }],
     ["an empty password", { grafanaAdminPassword: "" }],
+    ["a gateway address that is not an IPv4", { gatewayPrivateIp: "10.0.0.4\nGF_X=1" }],
+    ["a gateway CIDR instead of its address", { gatewayPrivateIp: "10.0.0.0/8" }],
     ["a bad alert email", { alertEmails: ["ops@example.com", "x\n@example.com"] }],
     ["an unpinned image", { images: { grafana: "grafana/grafana", prometheus: PROMETHEUS_IMAGE } }],
     [

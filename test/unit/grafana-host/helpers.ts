@@ -17,6 +17,7 @@ export function hostInput(extra: Partial<GrafanaHostInput> = {}): GrafanaHostInp
     domain: "grafana.example.com",
     serviceRoleKey: SECRETS.serviceRoleKey,
     grafanaAdminPassword: SECRETS.grafanaAdminPassword,
+    gatewayPrivateIp: "10.40.0.4",
     smtp: {
       host: "smtp.example.com",
       port: 587,

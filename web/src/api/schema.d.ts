@@ -274,6 +274,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ops/instances/{org}/{ref}/grafana-password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Break-glass: set a new Grafana admin password and return it (members sign in through the gateway and never see it). Audit-logged. */
+        post: operations["opsGrafanaPassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/ops/instances/{org}/{ref}/retry": {
         parameters: {
             query?: never;
@@ -302,6 +319,23 @@ export interface paths {
         /** Grant (or revoke, with 0) free instances to an organization. */
         put: operations["opsFreeInstances"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/ops/orgs/{org}/grafana-sessions/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sign every member of an organization out of all its Grafana hosts: the gateway refuses sessions and tickets issued before now (applied with the next gateway push, seconds). */
+        post: operations["opsRevokeGrafanaSessions"];
         delete?: never;
         options?: never;
         head?: never;
@@ -378,7 +412,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/projects/{ref}/grafana/password": {
+    "/api/projects/{ref}/grafana/session": {
         parameters: {
             query?: never;
             header?: never;
@@ -387,8 +421,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Set a new Grafana admin password and return it (the only time it is shown). */
-        post: operations["grafanaPassword"];
+        /** Open Grafana: a one-time sign-in link for the project's Grafana, as the session's user with the Grafana role of their Supabase role (Owner/Administrator → Admin, Developer → Editor, others → Viewer). */
+        post: operations["grafanaSession"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1628,6 +1662,94 @@ export interface operations {
             };
         };
     };
+    opsGrafanaPassword: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org: string;
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new password (user `admin`), shown once. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        password: string;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     opsRetryInstance: {
         parameters: {
             query?: never;
@@ -1782,6 +1904,76 @@ export interface operations {
             };
             /** @description The request body is too large. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    opsRevokeGrafanaSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The revocation moment. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: date-time */
+                        notBefore: string;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2301,7 +2493,7 @@ export interface operations {
             };
         };
     };
-    grafanaPassword: {
+    grafanaSession: {
         parameters: {
             query?: never;
             header?: never;
@@ -2312,15 +2504,18 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The new password. */
+            /** @description The sign-in link. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": {
-                        /** @description The new Grafana admin password (user `admin`). Shown once. */
-                        password: string;
+                        /**
+                         * Format: uri
+                         * @description Open this in the browser right away: `https://<ref>.<domain>/_supafana/session?ticket=…`. The ticket is good once, for 60 seconds; the gateway turns it into a session on that host.
+                         */
+                        url: string;
                     };
                 };
             };
@@ -2362,6 +2557,15 @@ export interface operations {
             };
             /** @description Conflicts with the current state. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests; see Retry-After. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -9,7 +9,6 @@ import { useId, useRef, useState } from "react";
 import { ApiError, BILLING_CODES, type Instance, type Me, type Project } from "../api/client";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { OpenGrafana } from "../components/GrafanaLink";
-import { RotatePassword } from "../components/RotatePassword";
 import { deprovision, getInstance, getProjects, keys, provision } from "../data";
 import { DELETE_STEPS, PROVISION_STEPS, planLabel, supabaseStatus, timeLeft } from "../format";
 import { backoffInterval, isInFlight } from "../poll";
@@ -151,11 +150,8 @@ function ProjectCard({
             Retry<span className="sr-only"> provisioning {project.name}</span>
           </button>
         )}
-        {state === "Running" && current?.url && (
-          <OpenGrafana url={current.url} projectName={project.name} />
-        )}
         {state === "Running" && verified && (
-          <RotatePassword projectRef={project.ref} projectName={project.name} />
+          <OpenGrafana projectRef={project.ref} projectName={project.name} />
         )}
         {(state === "Running" || state === "Failed") && (
           <button
