@@ -84,7 +84,8 @@ export async function requestGatewaySync(
   };
   const out = { body: message, messageId: randomUUID(), sessionId: GATEWAY_SESSION };
   const delay = opts.delayMs ?? GATEWAY_COALESCE_MS;
-  if (delay > 0) await services.bus.schedule("gateway", out, new Date(services.clock.now().getTime() + delay));
+  if (delay > 0)
+    await services.bus.schedule("gateway", out, new Date(services.clock.now().getTime() + delay));
   else await services.bus.send("gateway", out);
 }
 

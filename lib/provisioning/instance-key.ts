@@ -41,8 +41,7 @@ export function keyNameFor(id: string): string {
   return `${KEY_NAME_PREFIX}${tail}`;
 }
 
-export const isSupafanaKey = (k: Pick<ProjectApiKey, "name">) =>
-  k.name.startsWith(KEY_NAME_PREFIX);
+export const isSupafanaKey = (k: Pick<ProjectApiKey, "name">) => k.name.startsWith(KEY_NAME_PREFIX);
 
 export function keyDescription(projectName: string): string {
   return `Supafana Grafana for ${projectName} — deleting it stops the dashboard`;
@@ -83,11 +82,7 @@ export async function mintOrReuseKey(
   const found = mine[0];
   if (found?.apiKey) return { kind: "dedicated", id: found.id, value: found.apiKey };
   if (!hasNewKeys(keys)) return legacy();
-  const created = await client.createSecretKey(
-    i.ref,
-    name,
-    keyDescription(i.projectName ?? i.ref),
-  );
+  const created = await client.createSecretKey(i.ref, name, keyDescription(i.projectName ?? i.ref));
   if (created.kind !== "created") return legacy();
   return { kind: "dedicated", id: created.id, value: created.apiKey };
 }

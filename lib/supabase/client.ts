@@ -452,7 +452,12 @@ export function supabaseFor(services: Services, org: string): SupabaseClient {
         org,
         "the creation of an API key",
         (api, init) =>
-          api.createProjectApiKey(ref, { type: "secret", name, description }, { reveal: true }, init),
+          api.createProjectApiKey(
+            ref,
+            { type: "secret", name, description },
+            { reveal: true },
+            init,
+          ),
         { 403: () => "forbidden", 400: () => "unsupported" },
       );
       if (data === "forbidden") return { kind: "forbidden" };

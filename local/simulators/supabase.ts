@@ -222,8 +222,7 @@ export async function startSupabaseSimulator(opts: SupabaseSimOptions): Promise<
 
   const findOrg = (slug: string) => orgs.find((o) => o.slug === slug);
   const grantScopes = new Map<string, ReadonlySet<string>>();
-  const hasScope = (org: SimOrg, scope: SimScope) =>
-    grantScopes.get(org.slug)?.has(scope) ?? true;
+  const hasScope = (org: SimOrg, scope: SimScope) => grantScopes.get(org.slug)?.has(scope) ?? true;
   const missingScope = (scope: SimScope) =>
     json(403, { message: `Your access token does not have the required scope: ${scope}` });
 
@@ -482,7 +481,9 @@ ${items}
     }
     const type = body["type"];
     if (type !== "publishable" && type !== "secret") {
-      return json(400, { message: "type must be one of the following values: publishable, secret" });
+      return json(400, {
+        message: "type must be one of the following values: publishable, secret",
+      });
     }
     const name = body["name"];
     if (typeof name !== "string" || name.length < 4 || name.length > 64 || !KEY_NAME.test(name)) {
@@ -500,7 +501,9 @@ ${items}
     }
     if (isUnreachable(x)) return json(400, { message: "Failed to fetch project service details" });
     if (x.legacyOnly) {
-      return json(400, { message: "Publishable and secret API keys are not enabled for this project" });
+      return json(400, {
+        message: "Publishable and secret API keys are not enabled for this project",
+      });
     }
     const at = new Date(now()).toISOString();
     const key: SimApiKey = {
@@ -532,7 +535,9 @@ ${items}
     if (typeof reveal !== "boolean") return reveal;
     if (!UUID.test(keyId(p))) return json(400, { message: "id must be a UUID" });
     const k = x.createdKeys?.[findCreated(x, keyId(p))];
-    return k ? json(200, createdKeyResponse(k, reveal)) : json(404, { message: "API key not found" });
+    return k
+      ? json(200, createdKeyResponse(k, reveal))
+      : json(404, { message: "API key not found" });
   };
 
   /** `DELETE /v1/projects/{ref}/api-keys/{id}?reason=…`: 200 with the deleted `ApiKeyResponse`. */

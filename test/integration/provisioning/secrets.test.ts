@@ -46,9 +46,8 @@ describe("secrets", () => {
     const running = await o.instance(ref);
     // The host's own key (deleted with the instance; read while it exists).
     const hostKey =
-      o.org.projects
-        .find((p) => p.ref === ref)
-        ?.createdKeys?.find((k) => k.id === running?.keyId)?.apiKey ?? "";
+      o.org.projects.find((p) => p.ref === ref)?.createdKeys?.find((k) => k.id === running?.keyId)
+        ?.apiKey ?? "";
     expect(hostKey).toMatch(/^sb_secret_/);
     const firstPassword = await decryptPassword(
       env.services,
