@@ -29,6 +29,7 @@ export const KEY_DELETE_REASONS = {
   rotated: "rotating_key",
   orphan: "supafana_orphaned_key",
   superseded: "supafana_superseded_key",
+  rotationFailed: "supafana_rotation_failed",
 } as const;
 
 /** `supafana_grafana_<first 8 letters or digits of the id>`: `^[a-z_][a-z0-9_]+$`, 4–64 long. */
