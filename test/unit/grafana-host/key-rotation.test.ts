@@ -57,7 +57,7 @@ afterAll(async () => {
 function run(script: string[]): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve) => {
     execFile("sh", ["-c", script.join("\n")], (err, stdout) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout });
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout });
     });
   });
 }
