@@ -24,7 +24,7 @@ export interface KeyRotationScriptOptions {
   reloadCommand?: string;
   /** Owner of the new file (`uid:gid`), or `null` to leave it to the writer; default Prometheus'. */
   owner?: string | null;
-  /** How long to wait for the first scrape after the swap; default 180 s (3 scrape intervals). */
+  /** How long to wait for the first scrape after the swap; default 150 s (2.5 scrape intervals). */
   deadlineSeconds?: number;
   /** Between two queries; default 5 s. */
   pollSeconds?: number;
@@ -55,7 +55,7 @@ export function renderKeyRotationScript(
   );
   const owner = opts.owner === undefined ? `${PROMETHEUS_UID}:${PROMETHEUS_UID}` : opts.owner;
   if (owner !== null && !/^\d+:\d+$/.test(owner)) throw new Error("owner must be uid:gid");
-  const deadline = opts.deadlineSeconds ?? 180;
+  const deadline = opts.deadlineSeconds ?? 150;
   const poll = opts.pollSeconds ?? 5;
   if (!Number.isInteger(deadline) || deadline < 1) throw new Error("deadlineSeconds must be >= 1");
   if (!Number.isInteger(poll) || poll < 1) throw new Error("pollSeconds must be >= 1");

@@ -19,8 +19,8 @@ import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
 import { KEY_DELETE_REASONS, keyNameFor, mintOrReuseKey, revokeKey } from "./instance-key.js";
 
-/** The host waits up to 180 s for a scrape; the run command gets that plus Azure's overhead. */
-export const KEY_PUSH_TIMEOUT_MS = 240_000;
+/** The host waits up to 150 s for a scrape; with Azure's overhead this stays under the 230 s an HTTP request may take. */
+export const KEY_PUSH_TIMEOUT_MS = 200_000;
 const MAX_ROUNDS = 4;
 
 export type KeyRotationTrigger = "requested" | "scheduled";
