@@ -360,8 +360,21 @@ const configure: Step = async (env) => {
   await upsertDnsRecord(services, i.ref);
   // The deployment carries the row's key: a key an earlier attempt, a lost race or a failed
   // operation minted is of no use to anyone now.
-  if (i.keyKind === "dedicated" && i.keyId)
-    await pruneKeys(services, env.ctx, i, [i.keyId], KEY_DELETE_REASONS.superseded);
+  // Best effort: the reconciler's key sweep removes what is left.
+  if (i.keyKind === "dedicated" && i.keyId) {
+    await pruneKeys(services, env.ctx, i, [i.keyId], KEY_DELETE_REASONS.superseded).catch(
+      (err: unknown) => {
+        logEvent(env.ctx, "warn", "could not prune superseded Supabase keys", {
+          event: "supabase.key_prune_failed",
+          operationId: i.operationId,
+          ref: i.ref,
+          org: i.org,
+          error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
+        });
+        return 0;
+      },
+    );
+  }
   return {
     kind: "advance",
     state: "Verifying",

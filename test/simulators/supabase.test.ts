@@ -761,7 +761,7 @@ describe("project API keys (create, read, delete)", () => {
       { reveal: true },
     );
     expect(created.status).toBe(201);
-    const key = created.data as Record<string, unknown>;
+    const key = created.data as unknown as Record<string, unknown>;
     expect(Object.keys(key).sort()).toEqual(
       [
         "api_key",
@@ -785,19 +785,22 @@ describe("project API keys (create, read, delete)", () => {
     expect(key.api_key).toMatch(/^sb_secret_[A-Za-z0-9]{22}_[A-Za-z0-9]{8}$/);
     expect(key.id).toMatch(/^[0-9a-f-]{36}$/);
 
-    const masked = (await client.getProjectApiKeys(REF)).data as Array<Record<string, unknown>>;
-    const listed = masked.find((k) => k.id === key.id);
-    expect(listed?.api_key).toContain("·");
-    const revealed = (await client.getProjectApiKeys(REF, { reveal: true })).data as Array<
+    const masked = (await client.getProjectApiKeys(REF)).data as unknown as Array<
       Record<string, unknown>
     >;
+    const listed = masked.find((k) => k.id === key.id);
+    expect(listed?.api_key).toContain("·");
+    const revealed = (await client.getProjectApiKeys(REF, { reveal: true }))
+      .data as unknown as Array<Record<string, unknown>>;
     expect(revealed.find((k) => k.id === key.id)?.api_key).toBe(key.api_key);
 
     const deleted = await client.deleteProjectApiKey(REF, String(key.id), {
       reason: "rotating_key",
     });
     expect(deleted.status).toBe(200);
-    const after = (await client.getProjectApiKeys(REF)).data as Array<Record<string, unknown>>;
+    const after = (await client.getProjectApiKeys(REF)).data as unknown as Array<
+      Record<string, unknown>
+    >;
     expect(after.some((k) => k.id === key.id)).toBe(false);
     await expect(
       client.deleteProjectApiKey(REF, String(key.id), { reason: "again" }),
@@ -841,7 +844,9 @@ describe("project API keys (create, read, delete)", () => {
     project.legacyOnly = true;
     const s = await start({ orgs: [org] });
     const client = api(s, (await login(s)).access_token);
-    const keys = (await client.getProjectApiKeys(project.ref)).data as Array<{ type: string }>;
+    const keys = (await client.getProjectApiKeys(project.ref)).data as unknown as Array<{
+      type: string;
+    }>;
     expect(keys.map((k) => k.type)).toEqual(["legacy", "legacy"]);
     await expect(
       client.createProjectApiKey(project.ref, { type: "secret", name: "supafana_grafana_x1" }),
