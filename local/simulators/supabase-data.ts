@@ -33,6 +33,8 @@ export interface SimProject {
   legacyOnly?: boolean;
   /** Keys created through `POST /v1/projects/{ref}/api-keys` (live: deletes remove them). */
   createdKeys?: SimApiKey[];
+  /** Keys deleted through `DELETE /v1/projects/{ref}/api-keys/{id}`, with the reason given. */
+  deletedKeys?: Array<SimApiKey & { reason: string | null }>;
 }
 
 /** A key made through the Management API. */

@@ -552,6 +552,7 @@ ${items}
     const k = x.createdKeys?.[at];
     if (!k) return json(404, { message: "API key not found" });
     x.createdKeys?.splice(at, 1);
+    (x.deletedKeys ??= []).push({ ...k, reason: req.query.get("reason") });
     return json(200, createdKeyResponse(k, reveal));
   };
 

@@ -14,6 +14,8 @@ import {
 } from "./harness.js";
 
 let env: ProvisioningEnv;
+/** Every org of these tests, for the final look at what was logged. */
+const orgs: OrgEnv[] = [];
 
 beforeAll(async () => {
   env = await startProvisioningEnv();
@@ -21,6 +23,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await env.close();
 });
+
+function track(o: OrgEnv): OrgEnv {
+  orgs.push(o);
+  return o;
+}
 
 const projectOf = (o: OrgEnv, ref: string): SimProject => {
   const p = o.org.projects.find((x) => x.ref === ref);
@@ -47,7 +54,7 @@ const stepOf = (d: Delivery) =>
 
 describe("a dedicated Supabase key per instance", () => {
   it("when an instance is provisioned, then exactly one secret key is minted for it, the host document carries it and never the service key, and the row holds only its id", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const instance = await o.provision(ref);
     expect(instance.state).toBe("Running");
@@ -81,7 +88,7 @@ describe("a dedicated Supabase key per instance", () => {
   });
 
   it("when the instance is deprovisioned, then its key is deleted with a reason and the row forgets it", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     await o.provision(ref);
     const [key] = supafanaKeys(o, ref);
@@ -93,11 +100,14 @@ describe("a dedicated Supabase key per instance", () => {
     expect(after?.state).toBe("Deleted");
     expect(supafanaKeys(o, ref)).toEqual([]);
     expect(env.supabase.stats().byRoute["DELETE /v1/projects/{ref}/api-keys/{id}"]).toBe(1);
+    expect(projectOf(o, ref).deletedKeys).toEqual([
+      expect.objectContaining({ id: key?.id, reason: "supafana_instance_deleted" }),
+    ]);
     expect(after?.keyId).toBeUndefined();
   });
 
   it("when the grant lacks secrets:write, then the legacy key is used and the instance says legacy with a hint", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     env.supabase.setGrantScopes(o.slug, ["secrets:read"]);
     const instance = await o.provision(ref);
@@ -115,7 +125,7 @@ describe("a dedicated Supabase key per instance", () => {
   });
 
   it("when the project has no new-style keys, then the legacy key is used", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     projectOf(o, ref).legacyOnly = true;
     projectOf(o, ref).serviceKey = undefined;
@@ -132,7 +142,7 @@ describe("exactly one key under crashes and redelivery of the deploy step", () =
   const POINTS: CrashPoint[] = ["first-write", "persist-outcome", "send", "complete"];
   for (const point of POINTS) {
     it(`when the consumer crashes at ${point} of deploy, then one key remains and it is the host's`, async () => {
-      const o = await env.newOrg(1);
+      const o = track(await env.newOrg(1));
       const ref = o.refs[0] ?? "";
       o.driver.crashOnce(point, (d) => stepOf(d) === "deploy");
       const instance = await o.provision(ref);
@@ -147,7 +157,7 @@ describe("exactly one key under crashes and redelivery of the deploy step", () =
   }
 
   it("when the key is minted but the answer is lost, then the redelivery reuses it", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     env.supabase.injectFault({
       status: 500,
@@ -163,7 +173,7 @@ describe("exactly one key under crashes and redelivery of the deploy step", () =
   });
 
   it("when two deliveries of deploy each mint a key, then the one the host does not hold is deleted", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const before = await (async () => {
       await o.client.put(`/api/projects/${ref}/grafana`);
@@ -190,5 +200,26 @@ describe("exactly one key under crashes and redelivery of the deploy step", () =
     expect(instance?.state).toBe("Running");
     const keys = supafanaKeys(o, ref);
     expect(keys.map((k) => k.id)).toEqual([instance?.keyId]);
+  });
+});
+
+describe("after these tests", () => {
+  it("no table row and no log line holds any key value, minted, deleted or the project's own", async () => {
+    const values = new Set<string>();
+    for (const org of env.supabase.orgs) {
+      for (const p of org.projects) {
+        for (const k of [...(p.createdKeys ?? []), ...(p.deletedKeys ?? [])]) values.add(k.apiKey);
+        if (p.serviceKey) values.add(p.serviceKey);
+      }
+    }
+    expect(values.size).toBeGreaterThan(orgs.length);
+    const rows = await allTableRows(env.services);
+    const logs = JSON.stringify(orgs.map((o) => o.client.logs));
+    for (const v of values) {
+      for (const form of [v, b64(v)]) {
+        expect(rows.includes(form), "key in table rows").toBe(false);
+        expect(logs.includes(form), "key in logs").toBe(false);
+      }
+    }
   });
 });

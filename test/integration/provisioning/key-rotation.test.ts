@@ -18,6 +18,12 @@ import {
 } from "./harness.js";
 
 let env: ProvisioningEnv;
+/** Every org of these tests, for the final look at what was logged. */
+const orgs: OrgEnv[] = [];
+function track(o: OrgEnv): OrgEnv {
+  orgs.push(o);
+  return o;
+}
 
 /** What the Grafana hosts hold, per VM, as their run commands left it. */
 const hostKeys = new Map<string, string>();
@@ -77,7 +83,7 @@ const reconcile = (o: OrgEnv) => runReconciler(o.services, o.client.context("rec
 
 describe("key rotation", () => {
   it("when an Owner rotates the key, then the host gets a new key, the old one is deleted only after the host's check passed, and no key is stored", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const before = await o.provision(ref);
     const [old] = supafanaKeys(o, ref);
@@ -110,7 +116,7 @@ describe("key rotation", () => {
   });
 
   it("when the host's check fails, then the old key stays, the new one is deleted and the error is reported", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const before = await o.provision(ref);
     failNextScrape = true;
@@ -126,7 +132,7 @@ describe("key rotation", () => {
   });
 
   it("when a Developer asks to rotate, then it is refused with 403", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     await o.provision(ref);
     const { session, cookie } = await startSession(env.services, o.slug);
@@ -139,7 +145,7 @@ describe("key rotation", () => {
   });
 
   it("when the instance uses the legacy key, then rotation answers 409", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     env.supabase.setGrantScopes(o.slug, ["secrets:read"]);
     await o.provision(ref);
@@ -149,7 +155,7 @@ describe("key rotation", () => {
   });
 
   it("when a key is older than KEY_ROTATION_DAYS, then the reconciler rotates it", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const running = await o.provision(ref);
     const stale = new Date(
@@ -166,7 +172,7 @@ describe("key rotation", () => {
 
 describe("orphaned keys", () => {
   it("when deprovisioning could not delete the key and a crashed mint left another, then the reconciler deletes both and the row forgets the key", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const running = await o.provision(ref);
     env.supabase.injectFault({
@@ -200,7 +206,7 @@ describe("orphaned keys", () => {
   });
 
   it("when a live instance's project holds unrecorded keys, then the old one is deleted and the young one left alone", async () => {
-    const o = await env.newOrg(1);
+    const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
     const running = await o.provision(ref);
     const stray = (id: string, insertedAt: string, apiKey: string): SimApiKey => ({
@@ -259,5 +265,27 @@ describe("orphaned keys", () => {
     }
     expect(seen.has("r07")).toBe(false);
     expect(seen.size).toBe(24);
+  });
+});
+
+describe("after these tests", () => {
+  it("no table row and no log line holds any key value, minted, rotated out or deleted", async () => {
+    const values = new Set<string>();
+    for (const org of env.supabase.orgs) {
+      for (const p of org.projects) {
+        for (const k of [...(p.createdKeys ?? []), ...(p.deletedKeys ?? [])]) values.add(k.apiKey);
+        if (p.serviceKey) values.add(p.serviceKey);
+      }
+    }
+    expect(values.size).toBeGreaterThan(orgs.length);
+    const rows = await allTableRows(env.services);
+    const logs = JSON.stringify(orgs.map((o) => o.client.logs));
+    const b64 = (v: string) => Buffer.from(v, "utf8").toString("base64");
+    for (const v of values) {
+      for (const form of [v, b64(v)]) {
+        expect(rows.includes(form), "key in table rows").toBe(false);
+        expect(logs.includes(form), "key in logs").toBe(false);
+      }
+    }
   });
 });
