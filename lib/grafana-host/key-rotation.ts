@@ -14,6 +14,8 @@ import { prometheusJobName } from "./prometheus.js";
 
 export const KEY_APPLIED_MARKER = "SUPAFANA_KEY_APPLIED";
 export const KEY_FAILED_MARKER = "SUPAFANA_KEY_FAILED";
+/** The here-document delimiter around the key's base64. */
+export const KEY_PAYLOAD_DELIMITER = "SUPAFANA_KEY";
 
 export interface KeyRotationScriptOptions {
   /** Default: the host's key file. */
@@ -86,9 +88,9 @@ export function renderKeyRotationScript(
     "    *) echo -1 ;;",
     "  esac",
     "}",
-    'base64 -d > "$new" <<\'SUPAFANA_KEY\' || fail "could not decode the key"',
+    `base64 -d > "$new" <<'${KEY_PAYLOAD_DELIMITER}' || fail "could not decode the key"`,
     payload,
-    "SUPAFANA_KEY",
+    KEY_PAYLOAD_DELIMITER,
     '[ -s "$new" ] || fail "the decoded key is empty"',
     ...(owner !== null
       ? [`chown ${owner} "$new" || fail "could not give the key file to Prometheus"`]
