@@ -102,13 +102,15 @@ export function renderKeyRotationScript(
     'reload_prometheus || { restore; fail "Prometheus did not reload; the previous key is back"; }',
     `deadline=$((started + ${deadline}))`,
     'while [ "$(date +%s)" -le "$deadline" ]; do',
-    // Only scrapes that started after the swap count (their sample timestamp is the scrape's).
-    '  if [ "$(matches "timestamp(up{job=\\"$job\\"} == 1) > $started")" = 1 ]; then',
+    // Only scrapes that started after the swap count. `timestamp()` gives a sample's own time
+    // only when applied to a plain selector, so the freshness test and the value test are
+    // joined with `and` (which matches series without their metric name).
+    '  if [ "$(matches "timestamp(up{job=\\"$job\\"}) > $started and up{job=\\"$job\\"} == 1")" = 1 ]; then',
     '    rm -f "$backup"',
     `    echo "${KEY_APPLIED_MARKER}"`,
     "    exit 0",
     "  fi",
-    '  if [ "$(matches "timestamp(up{job=\\"$job\\"} == 0) > $started")" = 1 ]; then',
+    '  if [ "$(matches "timestamp(up{job=\\"$job\\"}) > $started and up{job=\\"$job\\"} == 0")" = 1 ]; then',
     "    restore",
     '    fail "the first scrape of the Supabase metrics with the new key failed (up == 0); the previous key is back"',
     "  fi",

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile, readdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -6,11 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
 
 import {
   keyRotationOutcome,
   renderKeyRotationScript,
 } from "../../../lib/grafana-host/key-rotation.js";
+import { promtoolTestRules } from "../../helpers/system-tools.js";
 
 const REF = "abcdefghijklmnopqrst";
 const OLD_KEY = "sb_secret_oldOldOldOldOldOldOldOld_12345678";
@@ -83,9 +86,13 @@ describe("the key rotation script, run by sh against a stand-in Prometheus", () 
     expect(await readFile(keyFile, "utf8")).toBe(NEW_KEY);
     expect((await readFile(join(dir, "reloads"), "utf8")).trim().split("\n")).toHaveLength(1);
     expect((await readdir(dir)).sort()).toEqual(["reloads", "supabase-service-key"]);
-    expect(queries.some((q) => q.startsWith(`timestamp(up{job="supabase-${REF}"} == 1) > `))).toBe(
-      true,
-    );
+    expect(
+      queries.some((q) =>
+        new RegExp(
+          `^timestamp\\(up\\{job="supabase-${REF}"\\}\\) > \\d+ and up\\{job="supabase-${REF}"\\} == 1$`,
+        ).test(q),
+      ),
+    ).toBe(true);
   });
 
   it("when the first scrape with the new key fails, then the previous key is restored, Prometheus reloaded again and the failure reported", async () => {
@@ -114,5 +121,54 @@ describe("the key rotation script, run by sh against a stand-in Prometheus", () 
       ok: false,
       message: "the host did not report an outcome",
     });
+  });
+});
+
+describe("the script's scrape check under the real promtool", () => {
+  /** The PromQL the script sends for `up == value`, with the shell variables filled in. */
+  function checkQuery(value: 0 | 1, started: number): string {
+    const line = renderKeyRotationScript(REF, NEW_KEY).find((l) =>
+      l.includes(`== ${value}")" = 1`),
+    );
+    const m = /matches "(.*)"\)" = 1/.exec(line ?? "");
+    if (!m?.[1]) throw new Error("no check query in the script");
+    return m[1]
+      .replace(/\\"/g, '"')
+      .replace(/\$job/g, `supabase-${REF}`)
+      .replace(/\$started/g, String(started));
+  }
+
+  it("counts only a scrape that happened after the swap, and tells up from down", () => {
+    const series = (values: string) => [
+      { series: `up{job="supabase-${REF}",instance="${REF}.supabase.co"}`, values },
+    ];
+    const labels = `{instance="${REF}.supabase.co", job="supabase-${REF}"}`;
+    // Samples at 0 s, 60 s and 120 s; evaluated at 150 s.
+    const cases = [
+      // Swapped at 90 s, scraped up at 120 s: success.
+      { values: "0 0 1", value: 1 as const, started: 90, exp: [{ labels, value: 120 }] },
+      // Swapped at 130 s: the up scrape at 120 s was with the old key and does not count.
+      { values: "1 1 1", value: 1 as const, started: 130, exp: [] },
+      // Swapped at 90 s, the scrape at 120 s failed: the failure query sees it...
+      { values: "1 1 0", value: 0 as const, started: 90, exp: [{ labels, value: 120 }] },
+      // ...and the success query does not.
+      { values: "1 1 0", value: 1 as const, started: 90, exp: [] },
+    ];
+    const tests = {
+      rule_files: [],
+      evaluation_interval: "1m",
+      tests: cases.map((c) => ({
+        interval: "1m",
+        input_series: series(c.values),
+        promql_expr_test: [
+          { expr: checkQuery(c.value, c.started), eval_time: "150s", exp_samples: c.exp },
+        ],
+      })),
+    };
+    const file = join(dir, "check.test.yml");
+    writeFileSync(file, stringify(tests));
+    const result = promtoolTestRules(file);
+    expect(result.output).toContain("SUCCESS");
+    expect(result.ok).toBe(true);
   });
 });
