@@ -172,6 +172,25 @@ describe("exactly one key under crashes and redelivery of the deploy step", () =
     expect(instance.keyId).toBe(keys[0]?.id);
   });
 
+  it("when the deployment PUT fails after the key was minted, then the retry reuses that key", async () => {
+    const o = track(await env.newOrg(1));
+    const ref = o.refs[0] ?? "";
+    env.arm.injectFault({
+      status: 500,
+      method: "PUT",
+      pathIncludes: `/deployments/grafana-${ref}`,
+    });
+    const instance = await o.provision(ref);
+    expect(instance.state).toBe("Running");
+    const keys = supafanaKeys(o, ref);
+    expect(keys).toHaveLength(1);
+    expect(instance.keyId).toBe(keys[0]?.id);
+    // The failed PUT and the retry carried the same key.
+    const inits = cloudInitsOf(ref);
+    expect(inits.length).toBeGreaterThanOrEqual(2);
+    for (const ci of inits) expect(ci).toContain(b64(keys[0]?.apiKey ?? "-"));
+  });
+
   it("when two deliveries of deploy each mint a key, then the one the host does not hold is deleted", async () => {
     const o = track(await env.newOrg(1));
     const ref = o.refs[0] ?? "";
