@@ -12,7 +12,9 @@ import { accepted, ok, projectRefSchema } from "../lib/http.js";
 import { getInstance, instanceViewSchema, toView } from "../lib/instances/store.js";
 import { issueGrafanaTicket } from "../lib/grafana-signin/issue.js";
 import { requestDeprovision, requestProvision } from "../lib/provisioning/api.js";
+import { rotateInstanceKey } from "../lib/provisioning/key-rotation.js";
 import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
+import { forbidden } from "../lib/errors.js";
 
 const params = z.object({ ref: projectRefSchema });
 const route = "projects/{ref}/grafana";
@@ -125,3 +127,33 @@ export const definitions: FunctionDefinition[] = [
     },
   }),
 ];
+
+/** Organization roles that may rotate the key Supabase metrics are scraped with. */
+const KEY_ROTATION_ROLES = ["Owner", "Administrator"];
+
+definitions.push(
+  defineHttp({
+    name: "grafanaRotateKey",
+    route: `${route}/rotate-key`,
+    methods: ["POST"],
+    caller: "verified",
+    summary:
+      "Replace the instance's dedicated Supabase key: the host switches to a new key, then the old one is deleted (Owner or Administrator).",
+    tags: ["grafana"],
+    params,
+    responses: {
+      200: { description: "The instance after the rotation.", schema: instanceViewSchema },
+    },
+    errors: [400, 401, 403, 404, 409, 429, 502, 503],
+    handler: async ({ services, req, ctx, params: p }) => {
+      const session = await requireVerifiedUser(services, req);
+      if (!KEY_ROTATION_ROLES.includes(session.user.role))
+        throw forbidden("Only an Owner or Administrator of the organization can rotate the key.");
+      await enforceRateLimit(services, RATE_LIMITS.provisioning, {
+        session: session.id,
+        org: session.org,
+      });
+      return ok(toView(await rotateInstanceKey(services, ctx, session.org, p.ref, "requested")));
+    },
+  }),
+);

@@ -146,6 +146,9 @@ export const configSchema = z.object({
   PROVISION_POLL_SECONDS: int(1, 600).default(15),
   PROVISION_BUDGET_MINUTES: int(1, 24 * 60).default(45),
   PROVISION_MAX_ATTEMPTS: int(1, 1000).default(40),
+
+  /** Each instance's dedicated Supabase secret key is replaced this often (days). */
+  KEY_ROTATION_DAYS: int(1, 3650).default(30),
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -485,3 +485,29 @@ export async function runGatewayScript(
   const message = (result.value ?? []).map((s) => s.message ?? "").join("\n");
   return { message };
 }
+
+/**
+ * Runs a shell script on a project's Grafana VM and waits for it (bounded by `timeoutMs`); the
+ * caller reads the outcome from the output, as with {@link runGatewayScript}.
+ */
+export async function runGrafanaHostScript(
+  services: Services,
+  ref: string,
+  script: string[],
+  opts: { timeoutMs: number; pollIntervalMs?: number },
+): Promise<RunCommandOutput> {
+  const { compute } = await armClients(services);
+  const result = await compute.virtualMachines
+    .runCommand(
+      services.config.GRAFANA_RESOURCE_GROUP,
+      vmNameFor(ref),
+      { commandId: "RunShellScript", script },
+      {
+        updateIntervalInMs: opts.pollIntervalMs ?? 2000,
+        abortSignal: AbortSignal.timeout(opts.timeoutMs),
+      },
+    )
+    .pollUntilDone();
+  const message = (result.value ?? []).map((s) => s.message ?? "").join("\n");
+  return { message };
+}

@@ -29,7 +29,7 @@ import {
   renderDatasourceProvisioning,
   renderGrafanaEnv,
 } from "./grafana.js";
-import { PROMETHEUS_KEY_FILE, renderPrometheusConfig } from "./prometheus.js";
+import { PROMETHEUS_KEY_DIR, renderPrometheusConfig } from "./prometheus.js";
 import type { GrafanaHostInput } from "./types.js";
 import { resolveInput, type ResolvedInput } from "./validate.js";
 
@@ -42,7 +42,12 @@ export const GRAFANA_UID = 472;
 
 /** Paths on the host. */
 export const HOST_PATHS = {
-  serviceKey: "/etc/supafana/secrets/supabase-service-key",
+  /**
+   * In a directory of its own, mounted as a directory: a key rotation replaces the file by
+   * rename, and a single-file bind mount would keep showing the container the old inode.
+   */
+  serviceKeyDir: "/etc/supafana/secrets/prometheus",
+  serviceKey: "/etc/supafana/secrets/prometheus/supabase-service-key",
   adminPassword: "/etc/supafana/secrets/grafana-admin-password",
   smtpPassword: "/etc/supafana/secrets/smtp-password",
   prometheusConfig: "/etc/supafana/prometheus/prometheus.yml",
@@ -115,7 +120,7 @@ function prometheusUnit(r: ResolvedInput): string {
     "ExecStart=/usr/bin/docker run --rm --name supafana-prometheus \\",
     `  --network host --user ${PROMETHEUS_UID}:${PROMETHEUS_UID} --log-driver journald \\`,
     `  -v ${HOST_PATHS.prometheusConfig}:/etc/prometheus/prometheus.yml:ro \\`,
-    `  -v ${HOST_PATHS.serviceKey}:${PROMETHEUS_KEY_FILE}:ro \\`,
+    `  -v ${HOST_PATHS.serviceKeyDir}:${PROMETHEUS_KEY_DIR}:ro \\`,
     `  -v ${HOST_PATHS.prometheusData}:/prometheus \\`,
     `  ${r.images.prometheus} \\`,
     "  --config.file=/etc/prometheus/prometheus.yml \\",
@@ -230,7 +235,8 @@ function setupScript(r: ResolvedInput): string {
     `install -d -m 0755 ${HOST_PATHS.dashboardsDir} ${HOST_PATHS.provisioning}/plugins`,
     "",
     "# The containers run as their own uids; give each only the secret files it reads.",
-    `chown ${PROMETHEUS_UID}:${PROMETHEUS_UID} ${HOST_PATHS.serviceKey}`,
+    `chown ${PROMETHEUS_UID}:${PROMETHEUS_UID} ${HOST_PATHS.serviceKeyDir} ${HOST_PATHS.serviceKey}`,
+    `chmod 0700 ${HOST_PATHS.serviceKeyDir}`,
     `chown ${GRAFANA_UID}:0 ${grafanaSecrets.join(" ")}`,
     `chmod 0600 ${HOST_PATHS.serviceKey} ${grafanaSecrets.join(" ")}`,
     "",

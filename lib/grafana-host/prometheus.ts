@@ -7,8 +7,9 @@ import { stringify } from "yaml";
 
 import { assertRef } from "./validate.js";
 
-/** Where the key file is mounted inside the Prometheus container. */
-export const PROMETHEUS_KEY_FILE = "/etc/prometheus/secrets/supabase-service-key";
+/** Where the key's directory is mounted inside the Prometheus container, and the key file in it. */
+export const PROMETHEUS_KEY_DIR = "/etc/prometheus/secrets";
+export const PROMETHEUS_KEY_FILE = `${PROMETHEUS_KEY_DIR}/supabase-service-key`;
 
 export const SUPABASE_METRICS_PATH = "/customer/v1/privileged/metrics";
 

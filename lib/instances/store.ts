@@ -26,6 +26,12 @@ export type InstanceState = (typeof INSTANCE_STATES)[number];
 export const PLANS = ["trial", "paid", "free"] as const;
 export type Plan = (typeof PLANS)[number];
 export type Operation = "provision" | "deprovision";
+export const KEY_KINDS = ["dedicated", "legacy"] as const;
+export type KeyKind = (typeof KEY_KINDS)[number];
+
+/** What the API tells a user whose instance scrapes with the shared legacy key. */
+export const LEGACY_KEY_HINT =
+  "This Grafana scrapes metrics with the project's shared service_role key, because the Supabase connection cannot create API keys (it lacks the secrets:write permission) or the project has no publishable and secret keys yet. Reconnect Supafana with that permission, or enable the new API keys in the Supabase dashboard, then reprovision to get a dedicated, revocable key.";
 
 export interface Instance {
   org: string;
@@ -65,6 +71,17 @@ export interface Instance {
   operationReason?: string | undefined;
   /** A new Grafana password being applied (encrypted), until the rotation is confirmed. */
   pendingPasswordSecret?: string | undefined;
+  /**
+   * The id (never the value) of the project secret key minted for this instance's Prometheus,
+   * and which kind of key the host scrapes with: `dedicated` (its own, revocable) or `legacy`
+   * (the project's shared service-role key, when the grant cannot mint keys).
+   */
+  keyId?: string | undefined;
+  keyKind?: KeyKind | undefined;
+  /** When the dedicated key was last minted (deploy or rotation). */
+  keyRotatedAt?: Date | undefined;
+  /** The id of a key being rotated in, until the host has confirmed it. */
+  pendingKeyId?: string | undefined;
   /** When the "trial ending" reminder was sent for the current trial. */
   trialReminderSentAt?: Date | undefined;
   createdAt: Date;
@@ -172,6 +189,13 @@ export const instanceViewSchema = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   readyAt: z.string().nullable(),
+  keyKind: z
+    .enum(KEY_KINDS)
+    .nullable()
+    .describe(
+      "The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key.",
+    ),
+  keyHint: z.string().nullable().describe("Why the key is `legacy` and how to change it."),
 });
 export type InstanceView = z.infer<typeof instanceViewSchema>;
 
@@ -188,6 +212,8 @@ export function toView(i: Instance): InstanceView {
     createdAt: i.createdAt.toISOString(),
     updatedAt: i.updatedAt.toISOString(),
     readyAt: i.readyAt?.toISOString() ?? null,
+    keyKind: i.keyKind ?? null,
+    keyHint: i.keyKind === "legacy" ? LEGACY_KEY_HINT : null,
   };
 }
 

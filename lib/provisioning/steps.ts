@@ -51,6 +51,13 @@ import {
   probe,
 } from "./grafana-admin.js";
 import { logEvent } from "../telemetry.js";
+import {
+  KEY_DELETE_REASONS,
+  keyNameFor,
+  mintOrReuseKey,
+  pruneKeys,
+  revokeKey,
+} from "./instance-key.js";
 
 export interface StepEnv {
   services: Services;
@@ -261,9 +268,11 @@ const deploy: Step = async (env) => {
   const smtp = smtpSettings(services);
   if (smtp) env.secrets.push(smtp.password);
 
-  // Fetched at deploy time, handed to ARM only inside the @secure() cloudInit parameter.
-  const serviceKey = await supabaseFor(services, i.org).getServiceKey(i.ref);
-  env.secrets.push(serviceKey);
+  // Minted (or found again, under this operation's name) at deploy time, handed to ARM only
+  // inside the @secure() cloudInit parameter; the row keeps its id.
+  const key = await mintOrReuseKey(services, i, keyNameFor(i.operationId), i.keyId);
+  env.secrets.push(key.value);
+  const serviceKey = key.value;
   const email = await requesterEmail(env);
 
   // Loaded here: only this step renders host documents (and needs the YAML library).
@@ -292,6 +301,10 @@ const deploy: Step = async (env) => {
   i = await env.save({
     state: "Deploying",
     ...(passwordSecret ? { passwordSecret } : {}),
+    keyId: key.id,
+    keyKind: key.kind,
+    ...(key.id && key.id !== i.keyId ? { keyRotatedAt: services.clock.now() } : {}),
+    pendingKeyId: undefined,
     deploymentRequestOperationId: i.operationId,
     deploymentRequestedAt: services.clock.now(),
   });
@@ -346,6 +359,23 @@ const configure: Step = async (env) => {
   const ip = await readVmPrivateIp(services, i.ref);
   if (!ip || !isValidIpv4(ip)) return transient("The Grafana VM has no private IP address yet.");
   await upsertDnsRecord(services, i.ref);
+  // The deployment carries the row's key: a key an earlier attempt, a lost race or a failed
+  // operation minted is of no use to anyone now.
+  // Best effort: the reconciler's key sweep removes what is left.
+  if (i.keyKind === "dedicated" && i.keyId) {
+    await pruneKeys(services, env.ctx, i, [i.keyId], KEY_DELETE_REASONS.superseded).catch(
+      (err: unknown) => {
+        logEvent(env.ctx, "warn", "could not prune superseded Supabase keys", {
+          event: "supabase.key_prune_failed",
+          operationId: i.operationId,
+          ref: i.ref,
+          org: i.org,
+          error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
+        });
+        return 0;
+      },
+    );
+  }
   return {
     kind: "advance",
     state: "Verifying",
@@ -408,6 +438,12 @@ const deleteResources: Step = async (env) => {
   const i = env.instance;
   const status = await sweep(env.services, i.ref);
   if (status !== "clean") return { kind: "wait", why: status };
+  // The VM is gone: revoke what it held (a failure leaves the id for the reconciler to retry).
+  const keyRevoked = i.keyId
+    ? await revokeKey(env.services, env.ctx, i, i.keyId, KEY_DELETE_REASONS.deprovisioned)
+    : true;
+  if (i.pendingKeyId)
+    await revokeKey(env.services, env.ctx, i, i.pendingKeyId, KEY_DELETE_REASONS.deprovisioned);
   await notify(env, "instanceDeleted", {
     projectRef: i.ref,
     projectName: i.projectName ?? i.ref,
@@ -423,6 +459,8 @@ const deleteResources: Step = async (env) => {
       passwordSecret: undefined,
       pendingPasswordSecret: undefined,
       readyAt: undefined,
+      pendingKeyId: undefined,
+      ...(keyRevoked ? { keyId: undefined, keyKind: undefined, keyRotatedAt: undefined } : {}),
     },
   };
 };

@@ -7,6 +7,9 @@
  *   operation's budget, so one stuck past it ends Failed);
  * - deletes Azure resources tagged `supafana-ref` (and our DNS records) whose project has no
  *   live instance (orphans);
+ * - deletes Supafana-named Supabase keys no instance holds (a failed revoke, a crashed mint), a
+ *   bounded number of projects per run, and rotates dedicated keys older than
+ *   `KEY_ROTATION_DAYS` (one per run: a rotation waits for a scrape on the host);
  * - asks the gateway to converge (a no-op when its config is current);
  * and reports counts. Each part runs on its own: one failing does not stop the others.
  */
@@ -32,6 +35,11 @@ import { isConflict } from "../storage/tables.js";
 import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
 import { sweepExpiredRows } from "../sweep.js";
+import { sweepOrphanKeys } from "./keys.js";
+import { keyRotationDue, rotateInstanceKey } from "../provisioning/key-rotation.js";
+
+/** Key rotations per run: each waits for a scrape on its host (up to a few minutes). */
+export const KEY_ROTATIONS_PER_RUN = 1;
 
 export interface ReconcilerReport {
   startedAt: string;
@@ -46,6 +54,11 @@ export interface ReconcilerReport {
   orphansDeleted: number;
   orphansPending: number;
   orphanDnsRecordsDeleted: number;
+  /** Projects whose Supabase keys were checked, and the unheld Supafana keys deleted. */
+  keyProjectsChecked: number;
+  orphanKeysDeleted: number;
+  keysRotated: number;
+  keyRotationsFailed: number;
   gatewaySyncRequested: boolean;
   /** Ended sessions, unused OAuth states and past rate-limit windows removed, per table. */
   expiredRowsDeleted: Record<string, number>;
@@ -83,6 +96,10 @@ export async function runReconciler(
     orphansDeleted: 0,
     orphansPending: 0,
     orphanDnsRecordsDeleted: 0,
+    keyProjectsChecked: 0,
+    orphanKeysDeleted: 0,
+    keysRotated: 0,
+    keyRotationsFailed: 0,
     gatewaySyncRequested: false,
     expiredRowsDeleted: {},
     errors: [],
@@ -197,6 +214,28 @@ export async function runReconciler(
       if (live.has(ref) || (await hasLiveInstance(services, ref))) continue;
       await deleteDnsRecord(services, record.name);
       report.orphanDnsRecordsDeleted += 1;
+    }
+  });
+
+  await part("keys", async () => {
+    const swept = await sweepOrphanKeys(services, ctx, now);
+    report.keyProjectsChecked = swept.checked;
+    report.orphanKeysDeleted = swept.deleted;
+  });
+
+  await part("key-rotation", async () => {
+    const due = (await listAllInstances(services, ["Running"]))
+      .filter((i) => keyRotationDue(i, now, services.config.KEY_ROTATION_DAYS))
+      .sort((a, b) => (a.keyRotatedAt?.getTime() ?? 0) - (b.keyRotatedAt?.getTime() ?? 0))
+      .slice(0, KEY_ROTATIONS_PER_RUN);
+    for (const i of due) {
+      try {
+        await rotateInstanceKey(services, ctx, i.org, i.ref, "scheduled");
+        report.keysRotated += 1;
+      } catch (err) {
+        report.keyRotationsFailed += 1;
+        report.errors.push(`key rotation ${i.ref}: ${short(err)}`);
+      }
     }
   });
 

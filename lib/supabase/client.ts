@@ -42,6 +42,24 @@ export interface SupabaseProject {
   status: string;
 }
 
+/** A project API key as listed; `apiKey` only when revealed (never a masked value). */
+export interface ProjectApiKey {
+  id: string;
+  name: string;
+  type: string | null;
+  description: string | null;
+  insertedAt: Date | undefined;
+  apiKey: string | undefined;
+}
+
+/** What creating a secret key gave: the key, or why the grant cannot make one. */
+export type CreatedKey =
+  | { kind: "created"; id: string; apiKey: string }
+  /** The grant lacks the `secrets:write` scope (403). */
+  | { kind: "forbidden" }
+  /** The project refuses new-style keys (400). */
+  | { kind: "unsupported" };
+
 export interface SupabaseClient {
   readonly org: string;
   getOrganization(): Promise<SupabaseOrganization>;
@@ -52,6 +70,12 @@ export interface SupabaseClient {
   /** The project's service-role key (the `secret` key when there is one, else the legacy JWT). */
   getServiceKey(ref: string): Promise<string>;
   projectBelongsToOrg(ref: string): Promise<boolean>;
+  /** The project's API keys (`GET /v1/projects/{ref}/api-keys`). Never cached. */
+  listApiKeys(ref: string, opts: { reveal: boolean }): Promise<ProjectApiKey[]>;
+  /** Mints a `secret` key (`POST /v1/projects/{ref}/api-keys?reveal=true`). */
+  createSecretKey(ref: string, name: string, description: string): Promise<CreatedKey>;
+  /** Deletes a key (`DELETE /v1/projects/{ref}/api-keys/{id}?reason=…`); a missing one is gone. */
+  deleteApiKey(ref: string, id: string, reason: string): Promise<"deleted" | "gone" | "forbidden">;
 }
 
 const ORG_TTL_MS = 5 * 60_000;
@@ -243,6 +267,30 @@ const apiKeysSchema = z.array(
   }),
 );
 
+const apiKeyItemSchema = z.object({
+  id: z.string().nullish(),
+  name: z.string(),
+  api_key: z.string().nullish(),
+  type: z.string().nullish(),
+  description: z.string().nullish(),
+  inserted_at: z.string().nullish(),
+});
+
+/** A usable key value: present and not masked. */
+const revealed = (k: string | null | undefined): k is string => !!k && !k.includes("·");
+
+const toApiKey = (k: z.output<typeof apiKeyItemSchema>): ProjectApiKey => {
+  const at = k.inserted_at ? new Date(k.inserted_at) : undefined;
+  return {
+    id: k.id ?? "",
+    name: k.name,
+    type: k.type ?? null,
+    description: k.description ?? null,
+    insertedAt: at && !Number.isNaN(at.getTime()) ? at : undefined,
+    apiKey: revealed(k.api_key) ? k.api_key : undefined,
+  };
+};
+
 const toProject = (p: z.output<typeof projectSchema>): SupabaseProject => ({
   ref: p.ref,
   name: p.name,
@@ -372,6 +420,65 @@ export function supabaseFor(services: Services, org: string): SupabaseClient {
         );
       }
       return key;
+    },
+
+    async listApiKeys(ref, { reveal }) {
+      assertRef(ref);
+      const data = await call(
+        services,
+        org,
+        "the project's API keys",
+        (api, init) => api.getProjectApiKeys(ref, { reveal }, init),
+        {
+          404: () => {
+            throw notFound("This project does not belong to the connected organization.");
+          },
+          400: () => {
+            throw new AppError(
+              409,
+              "project_unavailable",
+              "Supabase cannot reach this project's services right now (is it paused?).",
+            );
+          },
+        },
+      );
+      return parse(z.array(apiKeyItemSchema), data, "the project's API keys").map(toApiKey);
+    },
+
+    async createSecretKey(ref, name, description) {
+      assertRef(ref);
+      const data = await call(
+        services,
+        org,
+        "the creation of an API key",
+        (api, init) =>
+          api.createProjectApiKey(
+            ref,
+            { type: "secret", name, description },
+            { reveal: true },
+            init,
+          ),
+        { 403: () => "forbidden", 400: () => "unsupported" },
+      );
+      if (data === "forbidden") return { kind: "forbidden" };
+      if (data === "unsupported") return { kind: "unsupported" };
+      const k = toApiKey(parse(apiKeyItemSchema, data, "the creation of an API key"));
+      if (!k.id || !k.apiKey) {
+        throw new AppError(502, "upstream_error", "Supabase created an API key without its value.");
+      }
+      return { kind: "created", id: k.id, apiKey: k.apiKey };
+    },
+
+    async deleteApiKey(ref, id, reason) {
+      assertRef(ref);
+      const data = await call(
+        services,
+        org,
+        "the deletion of an API key",
+        (api, init) => api.deleteProjectApiKey(ref, id, { reason }, init),
+        { 404: () => "gone", 403: () => "forbidden" },
+      );
+      return data === "gone" || data === "forbidden" ? data : "deleted";
     },
 
     async projectBelongsToOrg(ref) {

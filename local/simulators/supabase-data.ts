@@ -29,6 +29,24 @@ export interface SimProject {
   serviceKey?: string;
   /** ISO timestamp; defaults to a fixed date. */
   createdAt?: string;
+  /** Only the legacy `anon`/`service_role` keys (no publishable or secret keys yet). */
+  legacyOnly?: boolean;
+  /** Keys created through `POST /v1/projects/{ref}/api-keys` (live: deletes remove them). */
+  createdKeys?: SimApiKey[];
+  /** Keys deleted through `DELETE /v1/projects/{ref}/api-keys/{id}`, with the reason given. */
+  deletedKeys?: Array<SimApiKey & { reason: string | null }>;
+}
+
+/** A key made through the Management API. */
+export interface SimApiKey {
+  id: string;
+  type: "publishable" | "secret";
+  name: string;
+  description: string | null;
+  apiKey: string;
+  secretJwtTemplate: Record<string, unknown> | null;
+  insertedAt: string;
+  updatedAt: string;
 }
 
 export interface SimOrg {
@@ -282,8 +300,32 @@ export function sortProjects(projects: SimProject[], sort: OrgProjectsSort): Sim
   }
 }
 
+/** A secret key masked with `·` after its prefix, as the real API shows it without `reveal`. */
+function masked(secret: string): string {
+  const prefix = secret.slice(0, "sb_secret_".length + 4);
+  return `${prefix}${"·".repeat(secret.length - prefix.length)}`;
+}
+
+/** `ApiKeyResponse` of a created key. */
+export function createdKeyResponse(k: SimApiKey, reveal: boolean): Record<string, unknown> {
+  const prefix = k.apiKey.slice(0, `sb_${k.type}_`.length + 4);
+  return {
+    name: k.name,
+    api_key: k.type === "secret" && !reveal ? masked(k.apiKey) : k.apiKey,
+    id: k.id,
+    type: k.type,
+    prefix,
+    description: k.description,
+    hash: digest(k.apiKey).toString("base64url"),
+    secret_jwt_template: k.secretJwtTemplate,
+    inserted_at: k.insertedAt,
+    updated_at: k.updatedAt,
+  };
+}
+
 /** `ApiKeyResponse[]`; without `reveal` the secret key is masked with `·`, as the real API does. */
 export function apiKeys(p: SimProject, reveal: boolean): Array<Record<string, unknown>> {
+  const created = (p.createdKeys ?? []).map((k) => createdKeyResponse(k, reveal));
   const keys = projectKeys(p);
   const at = createdAt(p);
   const legacy = (name: "anon" | "service_role", apiKey: string) => ({
@@ -299,6 +341,7 @@ export function apiKeys(p: SimProject, reveal: boolean): Array<Record<string, un
     updated_at: null,
   });
   const secretPrefix = keys.secret.slice(0, "sb_secret_".length + 4);
+  if (p.legacyOnly) return [legacy("anon", keys.anon), legacy("service_role", keys.serviceRole)];
   return [
     legacy("anon", keys.anon),
     legacy("service_role", keys.serviceRole),
@@ -316,9 +359,7 @@ export function apiKeys(p: SimProject, reveal: boolean): Array<Record<string, un
     },
     {
       name: "default",
-      api_key: reveal
-        ? keys.secret
-        : `${secretPrefix}${"·".repeat(keys.secret.length - secretPrefix.length)}`,
+      api_key: reveal ? keys.secret : masked(keys.secret),
       id: stableUuid(`secret:${p.ref}`),
       type: "secret",
       prefix: secretPrefix,
@@ -328,6 +369,7 @@ export function apiKeys(p: SimProject, reveal: boolean): Array<Record<string, un
       inserted_at: at,
       updated_at: at,
     },
+    ...created,
   ];
 }
 

@@ -9,19 +9,25 @@
  * - `POST /v1/oauth/revoke`       revoke a grant by refresh token (204)
  * - `GET  /v1/organizations`, `/v1/organizations/{slug}`, `/v1/organizations/{slug}/members`,
  *   `/v1/organizations/{slug}/projects`, `/v1/projects`, `/v1/projects/{ref}`,
- *   `/v1/projects/{ref}/api-keys`, `/v1/projects/{ref}/health`
+ *   `/v1/projects/{ref}/api-keys`, `/v1/projects/{ref}/api-keys/{id}`, `/v1/projects/{ref}/health`
+ * - `POST /v1/projects/{ref}/api-keys`, `DELETE /v1/projects/{ref}/api-keys/{id}` (scope
+ *   `secrets:write`; a grant without it gets 403, as the real API answers)
  * - `GET  /_sim/oauth/consent`    the Approve/Deny links of the consent page (simulator only)
  *
- * Management API calls need a Bearer access token; a token sees only the organization of its grant.
+ * Management API calls need a Bearer access token; a token sees only the organization of its grant
+ * and only the OAuth scopes the grant carries (every scope by default; see `setGrantScopes`).
  * Every Management API response carries `X-RateLimit-Limit/Remaining/Reset`, and a real fixed
  * one-minute window is enforced per grant scope (OAuth app + organization), as Supabase does.
  */
+import { randomBytes, randomUUID } from "node:crypto";
+
 import { json, startSimServer, type SimRequest, type SimResponse } from "./server.js";
 import {
   HEALTH_SERVICES,
   ORG_PROJECTS_SORTS,
   REF_PATTERN,
   apiKeys,
+  createdKeyResponse,
   health,
   isUnreachable,
   orgProjectItem,
@@ -30,12 +36,17 @@ import {
   validateOrg,
   type HealthService,
   type OrgProjectsSort,
+  type SimApiKey,
   type SimOrg,
   type SimProject,
 } from "./supabase-data.js";
 import { OAuthState, type AuthorizeRequest } from "./supabase-oauth.js";
 
-export type { SimMember, SimOrg, SimProject } from "./supabase-data.js";
+export type { SimApiKey, SimMember, SimOrg, SimProject } from "./supabase-data.js";
+
+/** The OAuth scopes of the Management API the simulator knows (`x-oauth-scope` in the spec). */
+export const SIM_SCOPES = ["secrets:read", "secrets:write"] as const;
+export type SimScope = (typeof SIM_SCOPES)[number];
 export { makeDemoOrg } from "./supabase-data.js";
 
 export interface SupabaseSimOptions {
@@ -86,6 +97,10 @@ export interface SupabaseFault {
   pathPrefix?: string;
   /** `X-RateLimit-Reset` of an injected 429, in seconds; default 1. */
   resetSeconds?: number;
+  /** Only requests of this method. */
+  method?: string;
+  /** Handle the request first, then answer with the fault (the effect happens, the answer is lost). */
+  afterHandling?: boolean;
 }
 
 export interface SupabaseSimulator {
@@ -103,6 +118,11 @@ export interface SupabaseSimulator {
   revokeGrant(orgSlug: string): void;
   /** Expire all access tokens now (to test refresh). */
   expireAccessTokens(): void;
+  /**
+   * The OAuth scopes the grants of an org carry (an OAuth app registered without some
+   * permission); default every scope of {@link SIM_SCOPES}.
+   */
+  setGrantScopes(orgSlug: string, scopes: readonly SimScope[]): void;
   /**
    * Authorize programmatically (what the consent screen does): returns the redirect URL with
    * `code` and `state` the browser would follow, or with `error=…` for a bad request. Throws when
@@ -130,6 +150,8 @@ interface ActiveFault {
   remaining: number;
   pathPrefix?: string;
   resetSeconds: number;
+  method?: string;
+  afterHandling?: boolean;
 }
 
 const WINDOW_MS = 60_000;
@@ -199,6 +221,10 @@ export async function startSupabaseSimulator(opts: SupabaseSimOptions): Promise<
   const windows = new Map<string, { start: number; count: number }>();
 
   const findOrg = (slug: string) => orgs.find((o) => o.slug === slug);
+  const grantScopes = new Map<string, ReadonlySet<string>>();
+  const hasScope = (org: SimOrg, scope: SimScope) => grantScopes.get(org.slug)?.has(scope) ?? true;
+  const missingScope = (scope: SimScope) =>
+    json(403, { message: `Your access token does not have the required scope: ${scope}` });
 
   /** Counts the request in its rate-limit window and returns the headers plus whether it is over. */
   function rateLimit(key: string): { headers: Record<string, string>; over: boolean } {
@@ -220,11 +246,17 @@ export async function startSupabaseSimulator(opts: SupabaseSimOptions): Promise<
     };
   }
 
-  function takeFault(path: string, kind: Route["kind"] | "unmatched"): ActiveFault | undefined {
-    const i = faults.findIndex((f) =>
-      f.pathPrefix !== undefined
-        ? path.startsWith(f.pathPrefix) && kind !== "sim"
-        : kind === "management" || kind === "unmatched",
+  function takeFault(
+    method: string,
+    path: string,
+    kind: Route["kind"] | "unmatched",
+  ): ActiveFault | undefined {
+    const i = faults.findIndex(
+      (f) =>
+        (f.method === undefined || f.method === method) &&
+        (f.pathPrefix !== undefined
+          ? path.startsWith(f.pathPrefix) && kind !== "sim"
+          : kind === "management" || kind === "unmatched"),
     );
     const f = faults[i];
     if (!f) return undefined;
@@ -405,6 +437,7 @@ ${items}
   };
 
   const getApiKeys: MgmtHandler = (req, p, org) => {
+    if (!hasScope(org, "secrets:read")) return missingScope("secrets:read");
     const x = projectInScope(org, p["ref"] ?? "");
     if (!("ref" in x)) return x;
     if (isUnreachable(x)) return json(400, { message: "Failed to fetch project service details" });
@@ -413,6 +446,114 @@ ${items}
       return json(400, { message: "reveal must be a boolean value" });
     }
     return json(200, apiKeys(x, reveal === "true"));
+  };
+
+  const revealParam = (req: SimRequest): boolean | SimResponse => {
+    const reveal = req.query.get("reveal");
+    if (reveal !== null && reveal !== "true" && reveal !== "false") {
+      return json(400, { message: "reveal must be a boolean value" });
+    }
+    return reveal === "true";
+  };
+
+  const KEY_NAME = /^[a-z_][a-z0-9_]+$/;
+  const keyId = (p: Record<string, string>) => p["id"] ?? "";
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const base62 = (n: number) => {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    return [...randomBytes(n)].map((b) => alphabet.charAt(b % alphabet.length)).join("");
+  };
+
+  /** `POST /v1/projects/{ref}/api-keys` with a `CreateApiKeyBody`: 201 `ApiKeyResponse`. */
+  const createApiKey: MgmtHandler = (req, p, org) => {
+    if (!hasScope(org, "secrets:write")) return missingScope("secrets:write");
+    const x = projectInScope(org, p["ref"] ?? "");
+    if (!("ref" in x)) return x;
+    const reveal = revealParam(req);
+    if (typeof reveal !== "boolean") return reveal;
+    let body: Record<string, unknown>;
+    try {
+      const parsed: unknown = JSON.parse(req.text || "null");
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error();
+      body = parsed as Record<string, unknown>;
+    } catch {
+      return json(400, { message: "Request body must be a JSON object" });
+    }
+    const type = body["type"];
+    if (type !== "publishable" && type !== "secret") {
+      return json(400, {
+        message: "type must be one of the following values: publishable, secret",
+      });
+    }
+    const name = body["name"];
+    if (typeof name !== "string" || name.length < 4 || name.length > 64 || !KEY_NAME.test(name)) {
+      return json(400, {
+        message: "name must be 4 to 64 characters matching ^[a-z_][a-z0-9_]+$",
+      });
+    }
+    const description = body["description"];
+    if (description !== undefined && description !== null && typeof description !== "string") {
+      return json(400, { message: "description must be a string" });
+    }
+    const template = body["secret_jwt_template"];
+    if (template !== undefined && template !== null && typeof template !== "object") {
+      return json(400, { message: "secret_jwt_template must be an object" });
+    }
+    if (isUnreachable(x)) return json(400, { message: "Failed to fetch project service details" });
+    if (x.legacyOnly) {
+      return json(400, {
+        message: "Publishable and secret API keys are not enabled for this project",
+      });
+    }
+    const at = new Date(now()).toISOString();
+    const key: SimApiKey = {
+      id: randomUUID(),
+      type,
+      name,
+      description: typeof description === "string" ? description : null,
+      apiKey: `sb_${type}_${base62(22)}_${base62(8)}`,
+      secretJwtTemplate:
+        type === "secret"
+          ? ((template as Record<string, unknown> | null | undefined) ?? { role: "service_role" })
+          : null,
+      insertedAt: at,
+      updatedAt: at,
+    };
+    (x.createdKeys ??= []).push(key);
+    return json(201, createdKeyResponse(key, reveal));
+  };
+
+  const findCreated = (x: SimProject, id: string) =>
+    (x.createdKeys ?? []).findIndex((k) => k.id === id);
+
+  /** `GET /v1/projects/{ref}/api-keys/{id}` */
+  const getApiKey: MgmtHandler = (req, p, org) => {
+    if (!hasScope(org, "secrets:read")) return missingScope("secrets:read");
+    const x = projectInScope(org, p["ref"] ?? "");
+    if (!("ref" in x)) return x;
+    const reveal = revealParam(req);
+    if (typeof reveal !== "boolean") return reveal;
+    if (!UUID.test(keyId(p))) return json(400, { message: "id must be a UUID" });
+    const k = x.createdKeys?.[findCreated(x, keyId(p))];
+    return k
+      ? json(200, createdKeyResponse(k, reveal))
+      : json(404, { message: "API key not found" });
+  };
+
+  /** `DELETE /v1/projects/{ref}/api-keys/{id}?reason=…`: 200 with the deleted `ApiKeyResponse`. */
+  const deleteApiKey: MgmtHandler = (req, p, org) => {
+    if (!hasScope(org, "secrets:write")) return missingScope("secrets:write");
+    const x = projectInScope(org, p["ref"] ?? "");
+    if (!("ref" in x)) return x;
+    const reveal = revealParam(req);
+    if (typeof reveal !== "boolean") return reveal;
+    if (!UUID.test(keyId(p))) return json(400, { message: "id must be a UUID" });
+    const at = findCreated(x, keyId(p));
+    const k = x.createdKeys?.[at];
+    if (!k) return json(404, { message: "API key not found" });
+    x.createdKeys?.splice(at, 1);
+    (x.deletedKeys ??= []).push({ ...k, reason: req.query.get("reason") });
+    return json(200, createdKeyResponse(k, reveal));
   };
 
   const getHealth: MgmtHandler = (req, p, org) => {
@@ -466,6 +607,9 @@ ${items}
     route("GET", "/v1/projects", "management", management(listProjects)),
     route("GET", "/v1/projects/{ref}", "management", management(getProject)),
     route("GET", "/v1/projects/{ref}/api-keys", "management", management(getApiKeys)),
+    route("POST", "/v1/projects/{ref}/api-keys", "management", management(createApiKey)),
+    route("GET", "/v1/projects/{ref}/api-keys/{id}", "management", management(getApiKey)),
+    route("DELETE", "/v1/projects/{ref}/api-keys/{id}", "management", management(deleteApiKey)),
     route("GET", "/v1/projects/{ref}/health", "management", management(getHealth)),
   ];
 
@@ -490,7 +634,11 @@ ${items}
     );
     if (kind === "management" || kind === "unmatched") stats.managementCalls++;
 
-    const fault = takeFault(req.path, kind);
+    const fault = takeFault(req.method, req.path, kind);
+    if (fault?.afterHandling && matched) {
+      await matched.route.handle(req, matched.params);
+      return faultResponse(fault);
+    }
     if (fault) {
       if (matched?.route.template === "/v1/oauth/token") stats.tokenRequests++;
       return faultResponse(fault);
@@ -522,6 +670,8 @@ ${items}
         resetSeconds: f.resetSeconds ?? 1,
       };
       if (f.pathPrefix !== undefined) fault.pathPrefix = f.pathPrefix;
+      if (f.method !== undefined) fault.method = f.method;
+      if (f.afterHandling) fault.afterHandling = true;
       if (fault.remaining > 0) faults.push(fault);
     },
     revokeGrant(orgSlug) {
@@ -529,6 +679,9 @@ ${items}
     },
     expireAccessTokens() {
       oauth.expireAccessTokens();
+    },
+    setGrantScopes(orgSlug, scopes) {
+      grantScopes.set(orgSlug, new Set(scopes));
     },
     authorize(params, orgSlug) {
       const check = oauth.checkAuthorize(params);

@@ -63,6 +63,7 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   PROVISION_POLL_SECONDS: "tuning knob; the default is the design's 15 s",
   PROVISION_BUDGET_MINUTES: "tuning knob",
   PROVISION_MAX_ATTEMPTS: "tuning knob",
+  KEY_ROTATION_DAYS: "tuning knob; the default is 30 days",
 };
 
 /**

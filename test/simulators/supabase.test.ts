@@ -748,3 +748,108 @@ describe("rate limits, faults, latency and stats", () => {
     });
   });
 });
+
+describe("project API keys (create, read, delete)", () => {
+  const REF = "qzdemoprodapiabcdefg";
+
+  it("when a secret key is created with reveal, then it answers 201 with the spec's ApiKeyResponse, lists it, and masks it without reveal", async () => {
+    const s = await start();
+    const client = api(s, (await login(s)).access_token);
+    const created = await client.createProjectApiKey(
+      REF,
+      { type: "secret", name: "supafana_grafana_abcd1234", description: "for Grafana" },
+      { reveal: true },
+    );
+    expect(created.status).toBe(201);
+    const key = created.data as unknown as Record<string, unknown>;
+    expect(Object.keys(key).sort()).toEqual(
+      [
+        "api_key",
+        "description",
+        "hash",
+        "id",
+        "inserted_at",
+        "name",
+        "prefix",
+        "secret_jwt_template",
+        "type",
+        "updated_at",
+      ].sort(),
+    );
+    expect(key).toMatchObject({
+      name: "supafana_grafana_abcd1234",
+      type: "secret",
+      description: "for Grafana",
+      secret_jwt_template: { role: "service_role" },
+    });
+    expect(key.api_key).toMatch(/^sb_secret_[A-Za-z0-9]{22}_[A-Za-z0-9]{8}$/);
+    expect(key.id).toMatch(/^[0-9a-f-]{36}$/);
+
+    const masked = (await client.getProjectApiKeys(REF)).data as unknown as Array<
+      Record<string, unknown>
+    >;
+    const listed = masked.find((k) => k.id === key.id);
+    expect(listed?.api_key).toContain("·");
+    const revealed = (await client.getProjectApiKeys(REF, { reveal: true }))
+      .data as unknown as Array<Record<string, unknown>>;
+    expect(revealed.find((k) => k.id === key.id)?.api_key).toBe(key.api_key);
+
+    const deleted = await client.deleteProjectApiKey(REF, String(key.id), {
+      reason: "rotating_key",
+    });
+    expect(deleted.status).toBe(200);
+    const after = (await client.getProjectApiKeys(REF)).data as unknown as Array<
+      Record<string, unknown>
+    >;
+    expect(after.some((k) => k.id === key.id)).toBe(false);
+    await expect(
+      client.deleteProjectApiKey(REF, String(key.id), { reason: "again" }),
+    ).rejects.toMatchObject({ status: 404 });
+  });
+
+  it("when the grant lacks secrets:write, then creating and deleting answer 403 while reading still works", async () => {
+    const s = await start();
+    s.setGrantScopes("demo-org", ["secrets:read"]);
+    const client = api(s, (await login(s)).access_token);
+    await expect(
+      client.createProjectApiKey(REF, { type: "secret", name: "supafana_grafana_abcd1234" }),
+    ).rejects.toMatchObject({ status: 403 });
+    await expect(
+      client.deleteProjectApiKey(REF, "22222222-2222-4222-8222-222222222222"),
+    ).rejects.toMatchObject({ status: 403 });
+    expect((await client.getProjectApiKeys(REF)).status).toBe(200);
+    s.setGrantScopes("demo-org", []);
+    await expect(client.getProjectApiKeys(REF)).rejects.toMatchObject({ status: 403 });
+  });
+
+  it("when the body breaks the spec, then it answers 400", async () => {
+    const s = await start();
+    const client = api(s, (await login(s)).access_token);
+    for (const body of [
+      { type: "secret", name: "Bad-Name" },
+      { type: "secret", name: "abc" },
+      { type: "secret", name: `a${"b".repeat(64)}` },
+      { type: "other", name: "good_name" },
+    ]) {
+      await expect(
+        client.createProjectApiKey(REF, body as { type: "secret"; name: string }),
+      ).rejects.toMatchObject({ status: 400 });
+    }
+  });
+
+  it("when the project has only legacy keys, then it lists no new-style key and refuses to create one", async () => {
+    const org = makeDemoOrg();
+    const project = org.projects[0];
+    if (!project) throw new Error("no project");
+    project.legacyOnly = true;
+    const s = await start({ orgs: [org] });
+    const client = api(s, (await login(s)).access_token);
+    const keys = (await client.getProjectApiKeys(project.ref)).data as unknown as Array<{
+      type: string;
+    }>;
+    expect(keys.map((k) => k.type)).toEqual(["legacy", "legacy"]);
+    await expect(
+      client.createProjectApiKey(project.ref, { type: "secret", name: "supafana_grafana_x1" }),
+    ).rejects.toMatchObject({ status: 400 });
+  });
+});

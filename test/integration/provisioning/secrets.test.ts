@@ -44,6 +44,11 @@ describe("secrets", () => {
 
     await o.provision(ref);
     const running = await o.instance(ref);
+    // The host's own key (deleted with the instance; read while it exists).
+    const hostKey =
+      o.org.projects.find((p) => p.ref === ref)?.createdKeys?.find((k) => k.id === running?.keyId)
+        ?.apiKey ?? "";
+    expect(hostKey).toMatch(/^sb_secret_/);
     const firstPassword = await decryptPassword(
       env.services,
       o.slug,
@@ -60,7 +65,7 @@ describe("secrets", () => {
     await o.client.delete(`/api/projects/${ref}/grafana`);
     await o.driver.drain();
 
-    const secrets = { serviceKey, firstPassword, rotated, smtp: SMTP_PASSWORD };
+    const secrets = { serviceKey, hostKey, firstPassword, rotated, smtp: SMTP_PASSWORD };
     const logs = JSON.stringify(o.client.logs);
     const rows = rowsWhileRunning + (await allTableRows(env.services));
     const mails = JSON.stringify(env.platform.loops?.sent ?? []);
@@ -76,10 +81,11 @@ describe("secrets", () => {
       armBodies.push(text);
       if (ci) cloudInit = ci;
     }
-    // The secure parameter is where the service key, password and SMTP password travel (the
-    // cloud-init writes secret files base64-encoded).
+    // The secure parameter is where the host's key, password and SMTP password travel (the
+    // cloud-init writes secret files base64-encoded); the project's shared key goes nowhere.
     const b64 = (v: string) => Buffer.from(v, "utf8").toString("base64");
-    expect(cloudInit).toContain(b64(serviceKey));
+    expect(cloudInit).toContain(b64(hostKey));
+    expect(cloudInit).not.toContain(b64(serviceKey));
     expect(cloudInit).toContain(b64(firstPassword));
     expect(cloudInit).toContain(b64(SMTP_PASSWORD));
 

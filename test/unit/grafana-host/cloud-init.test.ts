@@ -103,9 +103,7 @@ describe("renderCloudInit", () => {
     expect(cmd).toContain(` ${PROMETHEUS_IMAGE} `);
     expect(PROMETHEUS_IMAGE).toMatch(/^prom\/prometheus:v\d+\.\d+\.\d+$/);
     expect(cmd).toContain("--user 65534:65534");
-    expect(cmd).toContain(
-      `-v ${HOST_PATHS.serviceKey}:/etc/prometheus/secrets/supabase-service-key:ro`,
-    );
+    expect(cmd).toContain(`-v ${HOST_PATHS.serviceKeyDir}:/etc/prometheus/secrets:ro`);
     expect(cmd).toContain("-v /data/prometheus:/prometheus");
     expect(cmd).toContain("--storage.tsdb.retention.time=90d");
     expect(cmd).toContain("--storage.tsdb.retention.size=8GB");
@@ -127,6 +125,7 @@ describe("renderCloudInit", () => {
     expect(cmd).toContain(`-v ${HOST_PATHS.smtpPassword}:/run/secrets/smtp-password:ro`);
     // Grafana never sees the Supabase key.
     expect(cmd).not.toContain(HOST_PATHS.serviceKey);
+    expect(cmd).not.toContain(HOST_PATHS.serviceKeyDir);
     expect(unit).toContain("Restart=always");
     expect(unit).toContain("RequiresMountsFor=/data");
 
@@ -186,7 +185,9 @@ describe("renderCloudInit", () => {
       mountCheck,
     );
     expect(setup).toContain("install -d -m 0750 -o 472 -g 0 /data/grafana");
-    expect(setup).toContain(`chown 65534:65534 ${HOST_PATHS.serviceKey}`);
+    expect(setup).toContain(
+      `chown 65534:65534 ${HOST_PATHS.serviceKeyDir} ${HOST_PATHS.serviceKey}`,
+    );
     expect(setup).toContain("systemctl enable --now docker.service");
   });
 

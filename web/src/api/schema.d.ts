@@ -412,6 +412,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{ref}/grafana/rotate-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replace the instance's dedicated Supabase key: the host switches to a new key, then the old one is deleted (Owner or Administrator). */
+        post: operations["grafanaRotateKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{ref}/grafana/session": {
         parameters: {
             query?: never;
@@ -1526,6 +1543,10 @@ export interface operations {
                             createdAt: string;
                             updatedAt: string;
                             readyAt: string | null;
+                            /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                            keyKind: ("dedicated" | "legacy") | null;
+                            /** @description Why the key is `legacy` and how to change it. */
+                            keyHint: string | null;
                             org: string;
                             operationId: string;
                         }[];
@@ -1612,6 +1633,10 @@ export interface operations {
                         createdAt: string;
                         updatedAt: string;
                         readyAt: string | null;
+                        /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                        keyKind: ("dedicated" | "legacy") | null;
+                        /** @description Why the key is `legacy` and how to change it. */
+                        keyHint: string | null;
                     };
                 };
             };
@@ -1783,6 +1808,10 @@ export interface operations {
                         createdAt: string;
                         updatedAt: string;
                         readyAt: string | null;
+                        /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                        keyKind: ("dedicated" | "legacy") | null;
+                        /** @description Why the key is `legacy` and how to change it. */
+                        keyHint: string | null;
                     };
                 };
             };
@@ -2159,6 +2188,10 @@ export interface operations {
                                 createdAt: string;
                                 updatedAt: string;
                                 readyAt: string | null;
+                                /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                                keyKind: ("dedicated" | "legacy") | null;
+                                /** @description Why the key is `legacy` and how to change it. */
+                                keyHint: string | null;
                             } | null;
                         }[];
                     };
@@ -2234,6 +2267,10 @@ export interface operations {
                         createdAt: string;
                         updatedAt: string;
                         readyAt: string | null;
+                        /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                        keyKind: ("dedicated" | "legacy") | null;
+                        /** @description Why the key is `legacy` and how to change it. */
+                        keyHint: string | null;
                     };
                 };
             };
@@ -2307,6 +2344,10 @@ export interface operations {
                         createdAt: string;
                         updatedAt: string;
                         readyAt: string | null;
+                        /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                        keyKind: ("dedicated" | "legacy") | null;
+                        /** @description Why the key is `legacy` and how to change it. */
+                        keyHint: string | null;
                     };
                 };
             };
@@ -2434,6 +2475,10 @@ export interface operations {
                         createdAt: string;
                         updatedAt: string;
                         readyAt: string | null;
+                        /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                        keyKind: ("dedicated" | "legacy") | null;
+                        /** @description Why the key is `legacy` and how to change it. */
+                        keyHint: string | null;
                     };
                 };
             };
@@ -2475,6 +2520,128 @@ export interface operations {
             };
             /** @description Unexpected failure; the message carries a reference to the logs. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    grafanaRotateKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The instance after the rotation. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ref: string;
+                        /** @enum {string} */
+                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        /** @enum {string} */
+                        operation: "provision" | "deprovision";
+                        step: string;
+                        /** @enum {string} */
+                        plan: "trial" | "paid" | "free";
+                        url: string | null;
+                        trialEndsAt: string | null;
+                        lastError: string | null;
+                        createdAt: string;
+                        updatedAt: string;
+                        readyAt: string | null;
+                        /** @description The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key. */
+                        keyKind: ("dedicated" | "legacy") | null;
+                        /** @description Why the key is `legacy` and how to change it. */
+                        keyHint: string | null;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests; see Retry-After. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
