@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { freePort, isListening } from "../../local/ports.js";
 
 describe("npm start (local host)", () => {
-  it("when started with no settings, then /api/health answers 200 within 30 s and SIGINT stops everything", async () => {
+  it("when started with no settings, then /api/health answers 200 and SIGINT stops everything", async () => {
     const port = await freePort();
     const child = spawn(process.execPath, ["--import", "tsx", "local/host.ts"], {
       env: { ...process.env, PORT: String(port), LOCAL_QUIET: "1" },
@@ -21,21 +21,24 @@ describe("npm start (local host)", () => {
     const exited = new Promise<number | null>((resolve) =>
       child.once("exit", (code) => resolve(code)),
     );
-    const started = Date.now();
     try {
-      let status = 0;
-      while (Date.now() - started < 30_000) {
-        try {
-          const res = await fetch(`http://127.0.0.1:${port}/api/health`);
-          status = res.status;
-          if (status === 200) break;
-        } catch {
-          // not up yet
-        }
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(status, output).toBe(200);
-      expect(Date.now() - started).toBeLessThan(30_000);
+      // Polled until it answers. Start-up speed is not a pass condition here (a busy machine
+      // stretches it); the bound only ends a start that failed.
+      await expect
+        .poll(
+          async () => {
+            try {
+              return (await fetch(`http://127.0.0.1:${port}/api/health`)).status;
+            } catch {
+              return 0; // not up yet
+            }
+          },
+          { timeout: 90_000, interval: 250 },
+        )
+        .toBe(200)
+        .catch((err: unknown) => {
+          throw new Error(`the host never answered 200:\n${output}`, { cause: err });
+        });
 
       // Every port the host printed is served by something it started.
       const ports = [...output.matchAll(/:\/\/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
@@ -48,5 +51,5 @@ describe("npm start (local host)", () => {
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
-  }, 60_000);
+  }, 150_000);
 });
