@@ -6,12 +6,10 @@
  * the instance URL opens as is; on another port, start Chromium with
  * `--host-resolver-rules="MAP *.<domain> 127.0.0.1:<port>"`.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+
+import { selfSignedCertificate } from "./tls.js";
 
 export interface SandboxGrafanaOptions {
   /** GRAFANA_DOMAIN, e.g. grafana.supafana.localhost. */
@@ -28,42 +26,6 @@ export interface SandboxGrafana {
   /** An example URL, e.g. https://<ref>.<domain>:8443 */
   urlFor(ref: string): string;
   close(): Promise<void>;
-}
-
-/** A self-signed certificate for `*.<domain>`, made by openssl in a directory removed at once. */
-export function selfSignedCertificate(domain: string): { cert: string; key: string } {
-  const dir = mkdtempSync(join(tmpdir(), "supafana-grafana-cert-"));
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        `/CN=*.${domain}`,
-        "-addext",
-        `subjectAltName=DNS:*.${domain},DNS:${domain}`,
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "pipe" },
-    );
-    return {
-      cert: readFileSync(join(dir, "cert.pem"), "utf8"),
-      key: readFileSync(join(dir, "key.pem"), "utf8"),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 const escapeHtml = (s: string) =>
@@ -84,7 +46,7 @@ h1{color:#fff;font-size:1.6rem;margin-top:0} code{color:#ff9830} .tag{display:in
 }
 
 export async function startSandboxGrafana(opts: SandboxGrafanaOptions): Promise<SandboxGrafana> {
-  const { cert, key } = selfSignedCertificate(opts.domain);
+  const { cert, key } = selfSignedCertificate([`*.${opts.domain}`, opts.domain], 30);
   const suffix = `.${opts.domain}`;
   const server: Server = createServer({ cert, key }, (req, res) => {
     const hostname = (req.headers.host ?? "").replace(/:\d+$/, "").toLowerCase();

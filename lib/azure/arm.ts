@@ -464,43 +464,41 @@ export interface RunCommandOutput {
  * Runs a shell script on the gateway VM and waits for it (bounded by `timeoutMs`). Azure's
  * Linux run command succeeds whatever the script's exit code: the caller reads the output.
  */
-export async function runGatewayScript(
+export function runGatewayScript(
   services: Services,
   script: string[],
   opts: { timeoutMs: number; pollIntervalMs?: number },
 ): Promise<RunCommandOutput> {
-  const { compute } = await armClients(services);
   const c = services.config;
-  const result = await compute.virtualMachines
-    .runCommand(
-      c.GATEWAY_RESOURCE_GROUP,
-      c.GATEWAY_VM_NAME,
-      { commandId: "RunShellScript", script },
-      {
-        updateIntervalInMs: opts.pollIntervalMs ?? 2000,
-        abortSignal: AbortSignal.timeout(opts.timeoutMs),
-      },
-    )
-    .pollUntilDone();
-  const message = (result.value ?? []).map((s) => s.message ?? "").join("\n");
-  return { message };
+  return runScript(services, c.GATEWAY_RESOURCE_GROUP, c.GATEWAY_VM_NAME, script, opts);
 }
 
 /**
  * Runs a shell script on a project's Grafana VM and waits for it (bounded by `timeoutMs`); the
  * caller reads the outcome from the output, as with {@link runGatewayScript}.
  */
-export async function runGrafanaHostScript(
+export function runGrafanaHostScript(
   services: Services,
   ref: string,
+  script: string[],
+  opts: { timeoutMs: number; pollIntervalMs?: number },
+): Promise<RunCommandOutput> {
+  return runScript(services, services.config.GRAFANA_RESOURCE_GROUP, vmNameFor(ref), script, opts);
+}
+
+/** One run command (`RunShellScript`) on a VM, polled until done or `timeoutMs`. */
+async function runScript(
+  services: Services,
+  resourceGroup: string,
+  vmName: string,
   script: string[],
   opts: { timeoutMs: number; pollIntervalMs?: number },
 ): Promise<RunCommandOutput> {
   const { compute } = await armClients(services);
   const result = await compute.virtualMachines
     .runCommand(
-      services.config.GRAFANA_RESOURCE_GROUP,
-      vmNameFor(ref),
+      resourceGroup,
+      vmName,
       { commandId: "RunShellScript", script },
       {
         updateIntervalInMs: opts.pollIntervalMs ?? 2000,

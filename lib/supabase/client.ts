@@ -21,6 +21,20 @@ import { resetSeconds, upstreamRateLimited } from "./rate-limit.js";
 import { accessToken, forgetTokens, refreshTokens } from "./tokens.js";
 import { logProcessEvent } from "../telemetry.js";
 
+/** How reading a project's API keys maps Supabase's refusals. */
+const API_KEYS_ERRORS = {
+  404: () => {
+    throw notFound("This project does not belong to the connected organization.");
+  },
+  400: () => {
+    throw new AppError(
+      409,
+      "project_unavailable",
+      "Supabase cannot reach this project's services right now (is it paused?).",
+    );
+  },
+};
+
 export interface SupabaseOrganization {
   slug: string;
   name: string;
@@ -384,21 +398,7 @@ export function supabaseFor(services: Services, org: string): SupabaseClient {
         org,
         "the project's API keys",
         (api, init) => api.getProjectApiKeys(ref, { reveal: true }, init),
-        {
-          404: () => {
-            throw notFound("This project does not belong to the connected organization.");
-          },
-          403: () => {
-            throw notFound("This project does not belong to the connected organization.");
-          },
-          400: () => {
-            throw new AppError(
-              409,
-              "project_unavailable",
-              "Supabase cannot reach this project's services right now (is it paused?).",
-            );
-          },
-        },
+        { ...API_KEYS_ERRORS, 403: API_KEYS_ERRORS[404] },
       );
       const keys = parse(apiKeysSchema, data, "the project's API keys");
       const usable = (k: string | null | undefined): k is string => !!k && !k.includes("·");
@@ -429,18 +429,7 @@ export function supabaseFor(services: Services, org: string): SupabaseClient {
         org,
         "the project's API keys",
         (api, init) => api.getProjectApiKeys(ref, { reveal }, init),
-        {
-          404: () => {
-            throw notFound("This project does not belong to the connected organization.");
-          },
-          400: () => {
-            throw new AppError(
-              409,
-              "project_unavailable",
-              "Supabase cannot reach this project's services right now (is it paused?).",
-            );
-          },
-        },
+        API_KEYS_ERRORS,
       );
       return parse(z.array(apiKeyItemSchema), data, "the project's API keys").map(toApiKey);
     },

@@ -10,9 +10,7 @@
  *
  * Only the local host (`npm start`, e2e tests, the benchmark) installs this; nothing deployed does.
  */
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import {
   createServer as createHttpServer,
   request as httpRequest,
@@ -21,11 +19,10 @@ import {
 } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import tls from "node:tls";
 
 import type { SandboxGateway } from "../../lib/gateway/sandbox.js";
+import { caSignedCertificate } from "../tls.js";
 
 export interface SandboxNetworkOptions {
   /** The ARM simulator's plain-http URL. */
@@ -126,7 +123,7 @@ export async function startSandboxNetwork(opts: SandboxNetworkOptions): Promise<
 
   // The TLS front for the public names.
   const names = [armHost, `*.${domain}`];
-  const { ca, key, cert } = makeCertificateWithNames(names);
+  const { ca, key, cert } = caSignedCertificate(names);
   const front = createHttpsServer({ key, cert }, (req, res) => {
     void serveFront(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(502).end();
@@ -195,42 +192,4 @@ export async function startSandboxNetwork(opts: SandboxNetworkOptions): Promise<
       for (const fn of closers.reverse()) await fn();
     },
   };
-}
-
-/** A throwaway CA and a server certificate for the names, made with openssl. */
-function makeCertificateWithNames(names: string[]): { ca: string; key: string; cert: string } {
-  const dir = mkdtempSync(join(tmpdir(), "supafana-tls-"));
-  const curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  try {
-    const run = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-    run(
-      ["req", "-x509", ...curve, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2"].concat([
-        "-subj",
-        "/CN=Supafana local CA",
-      ]),
-    );
-    run(["req", ...curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=supafana"]);
-    writeFileSync(
-      join(dir, "san.ext"),
-      `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}\n`,
-    );
-    run(
-      ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"].concat([
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-      ]),
-    );
-    return {
-      ca: readFileSync(join(dir, "ca.pem"), "utf8"),
-      key: readFileSync(join(dir, "server.key"), "utf8"),
-      cert: readFileSync(join(dir, "server.pem"), "utf8"),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
-import { chromium } from "playwright-core";
+import { launchHeadlessChromium } from "../browser/harness.js";
 
 import { LOCAL } from "../../local/defaults.js";
 import { startLocalApp } from "../../local/app-host.js";
@@ -36,18 +36,7 @@ export async function benchWeb(): Promise<Record<string, string | number>> {
     functionKey: LOCAL.functionKey,
     extraRoutes: firstOf(createWebStatic()),
   });
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    chromiumSandbox: false,
-    args: [
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launchHeadlessChromium();
   try {
     const context = await browser.newContext({ baseURL: base });
     const page = await context.newPage();

@@ -106,8 +106,8 @@ async function startWebHostOnce(opts: PlatformOptions): Promise<WebHost> {
   };
 }
 
-/** Chromium as root, headless, offline-friendly; instance URLs resolve to the sandbox Grafana. */
-export async function launchChromium(web: WebHost): Promise<Browser> {
+/** Debian's Chromium as root, headless and offline-friendly (no background networking). */
+export function launchHeadlessChromium(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
@@ -119,9 +119,16 @@ export async function launchChromium(web: WebHost): Promise<Browser> {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
-      `--host-resolver-rules=MAP *.${web.platform.config.GRAFANA_DOMAIN} 127.0.0.1:${web.grafana.port}`,
+      ...extraArgs,
     ],
   });
+}
+
+/** Chromium for the web host: instance URLs resolve to the sandbox Grafana. */
+export function launchChromium(web: WebHost): Promise<Browser> {
+  return launchHeadlessChromium([
+    `--host-resolver-rules=MAP *.${web.platform.config.GRAFANA_DOMAIN} 127.0.0.1:${web.grafana.port}`,
+  ]);
 }
 
 export interface Session {

@@ -8,13 +8,14 @@ import {
   constants,
   mkdirSync,
   mkdtempSync,
-  readFileSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+import { selfSignedCertificate } from "../../local/tls.js";
 
 export interface ToolResult {
   ok: boolean;
@@ -77,38 +78,9 @@ let certCache: { cert: string; key: string } | undefined;
 
 /** One throwaway self-signed certificate per test process, kept in memory, written into each sandbox. */
 function selfSignedCert(): { cert: string; key: string } {
-  if (certCache !== undefined) return certCache;
-  const dir = mkdtempSync(join(tmpdir(), "supafana-cert-"));
-  try {
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=*.grafana.test",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "pipe" },
-    );
-    certCache = {
-      cert: readFileSync(join(dir, "cert.pem"), "utf8"),
-      key: readFileSync(join(dir, "key.pem"), "utf8"),
-    };
-    return certCache;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const cert = certCache ?? selfSignedCertificate(["*.grafana.test"]);
+  certCache = cert;
+  return cert;
 }
 
 /** A temp nginx prefix: cert, key, pid, logs and temp paths all live inside `dir`. */
