@@ -44,6 +44,12 @@ export const definitions: FunctionDefinition[] = [
       },
     },
     errors: [400, 401, 402, 403, 404, 409, 429, 502, 503],
+    errorNotes: {
+      409:
+        "`project_paused`: the Supabase project is paused (or otherwise not running); restore " +
+        "it in Supabase first. `project_owned_elsewhere`: another organization monitors it. " +
+        "`instance_deleting`: the instance is being deleted.",
+    },
     handler: async ({ services, req, ctx, params: p }) => {
       const session = await requireVerifiedUser(services, req);
       await enforceRateLimit(services, RATE_LIMITS.provisioning, {

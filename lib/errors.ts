@@ -30,13 +30,16 @@ export class AppError extends Error {
     readonly code: ErrorCode | (string & {}),
     message: string,
     readonly details?: Record<string, unknown>,
-    options?: { cause?: unknown; headers?: Record<string, string> },
+    options?: { cause?: unknown; headers?: Record<string, string>; permanent?: boolean },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AppError";
     this.headers = options?.headers;
+    this.permanent = options?.permanent ?? false;
   }
   readonly headers: Record<string, string> | undefined;
+  /** Retrying cannot help (e.g. Supabase refused the request), whatever the status says. */
+  readonly permanent: boolean;
 }
 
 export const badRequest = (message: string, details?: Record<string, unknown>) =>

@@ -51,6 +51,8 @@ export interface HttpRouteSpec<
   responses: Record<number, ResponseSpec>;
   /** Error statuses this route may answer with (documented with the one error shape). */
   errors: number[];
+  /** What a documented error status means on this route (its codes), added to the description. */
+  errorNotes?: Partial<Record<number, string>>;
   /** The CSRF origin check; on by default for every method but GET. */
   checkOrigin?: boolean;
   /** The raw body is read by the handler itself (webhooks). */

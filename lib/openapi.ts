@@ -79,7 +79,9 @@ function operation(def: HttpDefinition, method: string): Record<string, unknown>
   if (method !== "get" && (spec.checkOrigin ?? true)) errors.add(403);
   for (const status of [...errors].sort()) {
     responses[String(status)] ??= {
-      description: ERROR_DESCRIPTIONS[status] ?? "Error.",
+      description: [ERROR_DESCRIPTIONS[status] ?? "Error.", spec.errorNotes?.[status]]
+        .filter(Boolean)
+        .join(" "),
       content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
     };
   }

@@ -19,7 +19,7 @@ export class ArmRequestError extends Error {
 }
 
 export interface FailureInfo {
-  /** 429, 5xx, 408/409/412 and network failures: retry later. */
+  /** 429, 5xx, 408/409/412 and network failures: retry later (never a permanent `AppError`). */
   transient: boolean;
   /** Not an error of a remote service at all (a bug): let it propagate. */
   unexpected: boolean;
@@ -109,7 +109,7 @@ export function describeFailure(err: unknown): FailureInfo {
         ? retryAfterSeconds * 1000
         : parseRetryAfter(err.headers?.["retry-after"]);
     return {
-      transient: isTransientStatus(err.status),
+      transient: !err.permanent && isTransientStatus(err.status),
       unexpected: false,
       status: err.status,
       code: err.code,

@@ -19,7 +19,7 @@ import {
 } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
-import { supabaseFor } from "../supabase/client.js";
+import { isProjectUp, supabaseFor } from "../supabase/client.js";
 import { afterLeavingLive, isTerminal, syncBilling } from "./engine.js";
 import {
   changeAdminPassword,
@@ -96,6 +96,15 @@ async function claimRef(services: Services, org: string, ref: string): Promise<v
   throw new AppError(503, "unavailable", "The project could not be claimed; try again.");
 }
 
+/** 409 `project_paused`: the Supabase project is paused (or otherwise not running). */
+export const projectPaused = (status: string) =>
+  conflict(
+    status === "INACTIVE"
+      ? "This project is paused in Supabase; restore the project in Supabase first, then provision Grafana."
+      : `This project is not running in Supabase (status ${status}); restore the project in Supabase first, then provision Grafana.`,
+    "project_paused",
+  );
+
 export interface ProvisionRequest {
   org: string;
   ref: string;
@@ -106,8 +115,9 @@ export interface ProvisionRequest {
 /**
  * Starts provisioning, or returns the instance when an operation is already under way or it
  * runs (idempotent). A Failed instance gets a fresh operation that first removes what the
- * failed one left. 409 while the instance is being deleted or the ref belongs to another org;
- * 404 when the project is not in the org; 402 when the org is not entitled.
+ * failed one left. 409 while the instance is being deleted, the ref belongs to another org or
+ * the project is paused in Supabase; 404 when the project is not in the org; 402 when the org
+ * is not entitled.
  */
 export async function requestProvision(
   services: Services,
@@ -122,9 +132,14 @@ export async function requestProvision(
   const supabase = supabaseFor(services, org);
   // The org's project list is cached briefly (the dashboard has just loaded it), so a burst of
   // PUTs costs no Management API call per project; a project missing from it is looked up.
-  const project =
-    (await supabase.listProjects()).find((p) => p.ref === ref) ?? (await supabase.getProject(ref));
+  const listed = (await supabase.listProjects()).find((p) => p.ref === ref);
+  let project = listed ?? (await supabase.getProject(ref));
   if (!project) throw notFound("There is no such project in your organization.");
+  // A paused project cannot be monitored (Supabase refuses its keys): refuse before anything
+  // is written. The list may predate a restore, so a paused entry in it is looked up afresh.
+  if (listed && !isProjectUp(project.status)) project = await supabase.getProject(ref);
+  if (!project) throw notFound("There is no such project in your organization.");
+  if (!isProjectUp(project.status)) throw projectPaused(project.status);
 
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const existing = await getInstance(services, org, ref);

@@ -7,7 +7,8 @@
  *   retries once;
  * - on 429 waits for `X-RateLimit-Reset` when that is short and the org's budget of waits allows
  *   it, else answers 503 with `Retry-After`; later calls for the org wait out the same reset;
- * - maps an unreachable Supabase or a 5xx to 502 `upstream_error`.
+ * - maps an unreachable Supabase or a 5xx to 502 `upstream_error` (worth retrying), and any
+ *   other 4xx to a permanent error (`AppError.permanent`: retrying the request cannot help).
  * The organization, its members and its projects are cached briefly (single-flight), so a page
  * load costs at most one Management API call. API keys are never cached and never logged.
  */
@@ -27,11 +28,7 @@ const API_KEYS_ERRORS = {
     throw notFound("This project does not belong to the connected organization.");
   },
   400: () => {
-    throw new AppError(
-      409,
-      "project_unavailable",
-      "Supabase cannot reach this project's services right now (is it paused?).",
-    );
+    throw projectUnavailable();
   },
 };
 
@@ -55,6 +52,20 @@ export interface SupabaseProject {
   /** Supabase's project status, e.g. `ACTIVE_HEALTHY`, `INACTIVE` (paused), `COMING_UP`. */
   status: string;
 }
+
+/** Project statuses of a project that is up or on its way up; any other cannot be monitored. */
+const UP_STATUSES = new Set([
+  "ACTIVE_HEALTHY",
+  "ACTIVE_UNHEALTHY",
+  "COMING_UP",
+  "RESTORING",
+  "UPGRADING",
+  "RESTARTING",
+  "RESIZING",
+]);
+
+/** False for a paused (`INACTIVE`), pausing, removed or otherwise stopped project. */
+export const isProjectUp = (status: string): boolean => UP_STATUSES.has(status);
 
 /** A project API key as listed; `apiKey` only when revealed (never a masked value). */
 export interface ProjectApiKey {
@@ -226,18 +237,28 @@ async function callWithRetries(
         await backOff(services, org, seconds);
         continue;
       }
+      // Any other 4xx (a second 401 aside) is Supabase's answer to this request: retrying
+      // the same request cannot change it.
       throw new AppError(
         502,
         "upstream_error",
         `Supabase refused ${what} (HTTP ${status}).`,
         undefined,
-        {
-          cause: err,
-        },
+        { cause: err, permanent: status !== 401 },
       );
     }
   }
 }
+
+/** Supabase answers 400 for a project whose services it cannot reach (paused, removed). */
+const projectUnavailable = () =>
+  new AppError(
+    409,
+    "project_unavailable",
+    "Supabase cannot reach this project's services (is it paused? restore it in Supabase, then provision again).",
+    undefined,
+    { permanent: true },
+  );
 
 function parse<S extends z.ZodType>(schema: S, data: unknown, what: string): z.output<S> {
   const result = schema.safeParse(data);

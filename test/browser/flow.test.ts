@@ -71,6 +71,16 @@ describe("web app: the sandbox flow in Chromium", () => {
         cards.filter({ hasText: "Legacy (paused)" }).getByText("Supabase: Paused").count(),
       )
       .toBe(1);
+    // A paused project cannot be provisioned: its button is disabled and says why.
+    const pausedButton = page.getByRole("button", {
+      name: "Provision Grafana for Legacy (paused)",
+    });
+    expect(await pausedButton.isDisabled()).toBe(true);
+    expect(await pausedButton.getAttribute("aria-describedby")).toBeTruthy();
+    await cards
+      .filter({ hasText: "Legacy (paused)" })
+      .getByText("Paused in Supabase: restore the project there first.")
+      .waitFor();
     await page.getByRole("banner").getByText("ada").waitFor();
     axe.projects = await capture(page, "04-projects");
 

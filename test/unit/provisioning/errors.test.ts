@@ -82,6 +82,22 @@ describe("describeFailure", () => {
       message: "Reconnect.",
     });
     expect(describeFailure(new AppError(404, "not_found", "gone")).transient).toBe(false);
+    // Supabase refused the request (a 4xx behind a 502 or 409): retrying cannot help.
+    const refused = new AppError(
+      502,
+      "upstream_error",
+      "Supabase refused it (HTTP 400).",
+      undefined,
+      {
+        permanent: true,
+      },
+    );
+    expect(describeFailure(refused)).toMatchObject({
+      transient: false,
+      unexpected: false,
+      message: "Supabase refused it (HTTP 400).",
+    });
+    expect(describeFailure(new AppError(502, "upstream_error", "down")).transient).toBe(true);
   });
 
   it("when the error is a bug, then it is unexpected (it must propagate)", () => {

@@ -2396,7 +2396,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflicts with the current state. */
+            /** @description Conflicts with the current state. `project_paused`: the Supabase project is paused (or otherwise not running); restore it in Supabase first. `project_owned_elsewhere`: another organization monitors it. `instance_deleting`: the instance is being deleted. */
             409: {
                 headers: {
                     [name: string]: unknown;

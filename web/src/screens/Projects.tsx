@@ -108,6 +108,8 @@ function ProjectCard({
   const state = current?.state;
   const deleted = state === "Deleted";
   const canProvision = !current || deleted;
+  // The API refuses a paused project (409 project_paused): say why up front instead.
+  const paused = project.status === "INACTIVE";
   const actionError = (create.error ?? remove.error) as unknown;
   const shownError =
     actionError instanceof ApiError && actionError.status === 402 ? undefined : actionError;
@@ -134,11 +136,17 @@ function ProjectCard({
             type="button"
             className="primary"
             onClick={() => create.mutate()}
-            disabled={!verified || create.isPending}
+            disabled={!verified || paused || create.isPending}
+            aria-describedby={paused ? `${id}-paused` : undefined}
           >
             {create.isPending ? "Requesting…" : "Provision Grafana"}
             <span className="sr-only"> for {project.name}</span>
           </button>
+        )}
+        {canProvision && paused && (
+          <p id={`${id}-paused`} className="hint">
+            Paused in Supabase: restore the project there first.
+          </p>
         )}
         {state === "Failed" && (
           <button
