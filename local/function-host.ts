@@ -67,32 +67,39 @@ interface CompiledRoute<T> {
   names: string[];
 }
 
-export type RouteMatch =
-  | { kind: "match"; def: HttpDefinition; params: Record<string, string> }
+export type RouteMatch<T = HttpDefinition> =
+  | { kind: "match"; def: T; params: Record<string, string> }
   | { kind: "method_not_allowed" }
   | { kind: "not_found" };
+
+/** Matches `/api/...` paths against compiled routes, as the Functions host does. */
+function matchRoute<T extends { methods: readonly string[] }>(
+  routes: ReadonlyArray<CompiledRoute<T>>,
+  method: string,
+  pathname: string,
+): RouteMatch<T> {
+  let matchedPath = false;
+  for (const route of routes) {
+    const m = route.regex.exec(pathname);
+    if (!m) continue;
+    matchedPath = true;
+    if (!route.def.methods.includes(method.toUpperCase())) continue;
+    const params: Record<string, string> = {};
+    route.names.forEach((n, i) => {
+      const v = m[i + 1];
+      if (v !== undefined) params[n] = decodeRouteValue(v);
+    });
+    return { kind: "match", def: route.def, params };
+  }
+  return { kind: matchedPath ? "method_not_allowed" : "not_found" };
+}
 
 /** Matches `/api/...` paths against the definitions' routes, as the Functions host does. */
 export function createRouter(definitions: readonly FunctionDefinition[]) {
   const routes = definitions
     .filter((d): d is HttpDefinition => d.kind === "http")
     .map((d) => compileRoute(d, d.route));
-  return (method: string, pathname: string): RouteMatch => {
-    let matchedPath = false;
-    for (const route of routes) {
-      const m = route.regex.exec(pathname);
-      if (!m) continue;
-      matchedPath = true;
-      if (!route.def.methods.includes(method.toUpperCase() as never)) continue;
-      const params: Record<string, string> = {};
-      route.names.forEach((n, i) => {
-        const v = m[i + 1];
-        if (v !== undefined) params[n] = decodeRouteValue(v);
-      });
-      return { kind: "match", def: route.def, params };
-    }
-    return { kind: matchedPath ? "method_not_allowed" : "not_found" };
-  };
+  return (method: string, pathname: string): RouteMatch => matchRoute(routes, method, pathname);
 }
 
 function compileRoute<T>(def: T, route: string): CompiledRoute<T> {
@@ -111,7 +118,7 @@ function compileRoute<T>(def: T, route: string): CompiledRoute<T> {
   return { def, regex: new RegExp(`^/api${pattern}/?$`, "i"), names };
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer> {
+export async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
@@ -188,23 +195,6 @@ export async function serveApp(app: WorkerApp, opts: AppHostOptions): Promise<Fu
         bindingString(fn.trigger, "route", fn.name),
       ),
     );
-
-  const match = (method: string, pathname: string) => {
-    let matchedPath = false;
-    for (const route of httpRoutes) {
-      const m = route.regex.exec(pathname);
-      if (!m) continue;
-      matchedPath = true;
-      if (!route.def.methods.includes(method)) continue;
-      const params: Record<string, string> = {};
-      route.names.forEach((n, i) => {
-        const v = m[i + 1];
-        if (v !== undefined) params[n] = decodeRouteValue(v);
-      });
-      return { kind: "match" as const, route: route.def, params };
-    }
-    return { kind: matchedPath ? ("method_not_allowed" as const) : ("not_found" as const) };
-  };
 
   const queueBinding = (fn: IndexedFunction) => {
     const entity = resolveSettings(bindingString(fn.trigger, "queueName"), opts.settings);
@@ -289,7 +279,7 @@ export async function serveApp(app: WorkerApp, opts: AppHostOptions): Promise<Fu
 
     if (opts.extraRoutes && (await opts.extraRoutes(req, res, body))) return;
 
-    const found = match(method, url.pathname);
+    const found = matchRoute(httpRoutes, method, url.pathname);
     if (found.kind !== "match") {
       sendJson(res, found.kind === "method_not_allowed" ? 405 : 404, {
         error:
@@ -299,7 +289,7 @@ export async function serveApp(app: WorkerApp, opts: AppHostOptions): Promise<Fu
       });
       return;
     }
-    const { route, params } = found;
+    const { def: route, params } = found;
     if (route.authLevel !== "anonymous") {
       const key = keyOf(req, url);
       const allowed =

@@ -22,6 +22,7 @@ import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 
 import type { SandboxGateway } from "../../lib/gateway/sandbox.js";
+import { readBody } from "../function-host.js";
 import { caSignedCertificate } from "../tls.js";
 
 export interface SandboxNetworkOptions {
@@ -48,12 +49,6 @@ async function listen(
     server.listen(0, "127.0.0.1", () => resolve());
   });
   return (server.address() as AddressInfo).port;
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 let restoreTls: (() => void) | undefined;

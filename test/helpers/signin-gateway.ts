@@ -6,13 +6,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request as httpsRequest, Agent } from "node:https";
-import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 
 import { renderGatewayConfig, type GatewayRoute } from "../../lib/gateway/nginx.js";
 import { renderSigninScript, signinScriptFileName } from "../../lib/gateway/signin-njs.js";
 import { gatewayKeysFile, type SigninKeySet } from "../../lib/grafana-signin/token.js";
 import { startGrafanaStandIn, type GrafanaStandIn } from "../../local/grafana-standin.js";
+import { freePort, waitForPort } from "../../local/ports.js";
 import {
   createNginxSandbox,
   NJS_MODULE_PATH,
@@ -45,40 +45,6 @@ export interface SigninGateway {
     refs?: readonly string[],
   ): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import("node:net");
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === "object") resolve(address.port);
-        else reject(new Error("no port"));
-      });
-    });
-  });
-}
-
-function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const socket = netConnect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve();
-      });
-      socket.once("error", () => {
-        socket.destroy();
-        if (Date.now() > deadline) reject(new Error(`port ${port} never opened`));
-        else setTimeout(attempt, 25);
-      });
-    };
-    attempt();
-  });
 }
 
 /** Process ids whose parent is `pid` (the nginx workers of a master). */
@@ -164,7 +130,7 @@ export async function startSigninGateway(opts: {
   let stderr = "";
   nginx.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   try {
-    await waitForPort(httpsPort);
+    await waitForPort(httpsPort, 10_000);
   } catch (err) {
     nginx.kill("SIGTERM");
     throw new Error(`nginx did not start: ${stderr}`, { cause: err });

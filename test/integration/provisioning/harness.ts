@@ -319,6 +319,33 @@ export async function allTableRows(services: Services): Promise<string> {
   return JSON.stringify(rows);
 }
 
+/**
+ * No table row and no log line of these orgs holds any Supabase key value the simulator handed
+ * out (minted, deleted or a project's own), plain or base64.
+ */
+export async function expectNoKeyMaterial(
+  env: ProvisioningEnv,
+  orgs: readonly OrgEnv[],
+): Promise<void> {
+  const values = new Set<string>();
+  for (const org of env.supabase.orgs) {
+    for (const p of org.projects) {
+      for (const k of [...(p.createdKeys ?? []), ...(p.deletedKeys ?? [])]) values.add(k.apiKey);
+      if (p.serviceKey) values.add(p.serviceKey);
+    }
+  }
+  expect(values.size).toBeGreaterThan(orgs.length);
+  const rows = await allTableRows(env.services);
+  const logs = JSON.stringify(orgs.map((o) => o.client.logs));
+  const b64 = (v: string) => Buffer.from(v, "utf8").toString("base64");
+  for (const v of values) {
+    for (const form of [v, b64(v)]) {
+      expect(rows.includes(form), "key in table rows").toBe(false);
+      expect(logs.includes(form), "key in logs").toBe(false);
+    }
+  }
+}
+
 export const newOperationId = () => randomUUID();
 
 export interface StepLogEntry {

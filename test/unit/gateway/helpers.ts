@@ -1,5 +1,3 @@
-import { createServer } from "node:net";
-
 /** A deterministic valid ref (20 lowercase letters) for an integer. */
 export function refOf(n: number): string {
   let s = "";
@@ -24,19 +22,4 @@ export function parseUpstreamMap(config: string): Map<string, string> {
     out.set(m[1] ?? "", m[2] ?? "");
   }
   return out;
-}
-
-/** A TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === "object") resolve(address.port);
-        else reject(new Error("no port"));
-      });
-    });
-  });
 }

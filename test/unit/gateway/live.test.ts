@@ -11,7 +11,6 @@ import {
   type Server,
 } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
@@ -26,7 +25,7 @@ import {
 } from "../../../lib/gateway/nginx.js";
 import { parseAppliedHash, renderGatewayPushScript } from "../../../lib/gateway/push-script.js";
 import { createNginxSandbox, nginxPath, type NginxSandbox } from "../../helpers/system-tools.js";
-import { freePort } from "./helpers.js";
+import { freePort, waitForPort } from "../../../local/ports.js";
 
 const DOMAIN = "grafana.test";
 const REF_A = "aaaaaaaaaaaaaaaaaaaa";
@@ -42,26 +41,6 @@ interface Reply {
   headers: IncomingHttpHeaders;
   rawHeaders: string[];
   body: string;
-}
-
-/** Waits for nginx to listen (the bound only ends a start that failed). */
-function waitForPort(port: number, timeoutMs = 25_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const socket = netConnect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve();
-      });
-      socket.once("error", () => {
-        socket.destroy();
-        if (Date.now() > deadline) reject(new Error(`port ${port} never opened`));
-        else setTimeout(attempt, 50);
-      });
-    };
-    attempt();
-  });
 }
 
 describe("gateway config under a running nginx", () => {
@@ -141,7 +120,8 @@ describe("gateway config under a running nginx", () => {
         stdio: ["ignore", "ignore", "pipe"],
       },
     );
-    await waitForPort(httpsPort);
+    // The bound only ends a start that failed.
+    await waitForPort(httpsPort, 25_000);
   });
 
   afterAll(async () => {
