@@ -6,7 +6,7 @@
 import { TableClient, TableServiceClient, type TableEntityResult } from "@azure/data-tables";
 import type { TokenCredential } from "@azure/core-auth";
 
-import { statusOf } from "../errors.js";
+import { AppError, statusOf } from "../errors.js";
 import { hasControlCharacters } from "../http.js";
 
 export const TABLE_NAMES = [
@@ -134,3 +134,26 @@ export function safeKey(value: string): string {
   }
   return value;
 }
+
+/**
+ * The one read–decide–write loop of etag-conditional tables: runs `attempt` again while it loses
+ * a race (`isConflict`), at most `rounds` times, then throws `exhausted()` (a 503 by default).
+ * `attempt` must re-read what it decides on: each round starts from the current row.
+ */
+export async function retryOnConflict<T>(
+  attempt: (round: number) => Promise<T>,
+  opts: { rounds?: number; exhausted?: () => Error } = {},
+): Promise<T> {
+  const rounds = opts.rounds ?? 5;
+  for (let round = 0; round < rounds; round++) {
+    try {
+      return await attempt(round);
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+  }
+  throw (opts.exhausted ?? rowKeptChanging)();
+}
+
+const rowKeptChanging = () =>
+  new AppError(503, "unavailable", "The record kept changing while it was being saved; try again.");
