@@ -14,7 +14,8 @@ import { revokeGrafanaSessions } from "../lib/grafana-signin/revocation.js";
 import { rotateGrafanaPassword } from "../lib/provisioning/api.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { accepted, hasControlCharacters, noContent, ok, projectRefSchema } from "../lib/http.js";
-import { INSTANCE_STATES, instanceViewSchema, toView } from "../lib/instances/store.js";
+import { INSTANCE_STATES } from "../lib/instances/lifecycle.js";
+import { instanceViewSchema, toView } from "../lib/instances/view.js";
 import {
   findInstances,
   forceDelete,
@@ -22,13 +23,27 @@ import {
   replayDeadLetters,
   retryInstance,
   runReconcilerNow,
+  upgradeInstances,
 } from "../lib/ops.js";
+import { describeRollout } from "../lib/provisioning/rollout.js";
 
 const orgSchema = z.string().regex(/^[\w-]{1,64}$/, "must be an organization slug");
 const queueSchema = z.enum(["provisioning", "gateway"]);
 const instanceParams = z.object({ org: orgSchema, ref: projectRefSchema });
 const opsInstanceSchema = instanceViewSchema.extend({ org: z.string(), operationId: z.string() });
 const ERRORS = [400, 401, 404, 409];
+const rolloutViewSchema = z.object({
+  rolloutId: z.string(),
+  hostVersion: z.string(),
+  status: z.enum(["running", "done"]),
+  upgraded: z.number().int(),
+  inFlight: z.number().int(),
+  failed: z.number().int(),
+  remaining: z.number().int(),
+  createdAt: z.string(),
+  batch: z.number().int(),
+  max: z.number().int(),
+});
 
 /** The operator's name, as they state it; the audit log records it with their address. */
 function actorOf(req: HttpRequest): string {
@@ -259,6 +274,47 @@ export const definitions: FunctionDefinition[] = [
           ctx,
         ),
       }),
+  }),
+  defineHttp({
+    ...common,
+    name: "opsUpgradeInstances",
+    route: "ops/instances/upgrade",
+    methods: ["POST"],
+    summary:
+      "Roll Running instances to a Grafana host version: the configured template spec (or the given version of it) and this build's pinned images, in batches, keeping each data disk.",
+    body: z
+      .object({
+        templateSpecVersion: z
+          .string()
+          .regex(/^[\w.-]{1,64}$/, "must be a template spec version")
+          .optional(),
+        max: z.number().int().min(1).max(100_000).optional(),
+        batch: z.number().int().min(1).max(100).optional(),
+        org: orgSchema.optional(),
+      })
+      .strict(),
+    responses: { 202: { description: "The rollout started.", schema: rolloutViewSchema } },
+    errors: ERRORS,
+    handler: async ({ services, req, body }) => {
+      await upgradeInstances(services, actorOf(req), body);
+      const progress = await describeRollout(services);
+      if (!progress) throw new AppError(503, "unavailable", "The rollout could not be read back.");
+      return accepted(progress);
+    },
+  }),
+  defineHttp({
+    ...common,
+    name: "opsRollout",
+    route: "ops/rollout",
+    methods: ["GET"],
+    summary: "Progress of the current (or last) rollout of a Grafana host version.",
+    responses: { 200: { description: "The rollout's progress.", schema: rolloutViewSchema } },
+    errors: ERRORS,
+    handler: async ({ services }) => {
+      const progress = await describeRollout(services);
+      if (!progress) throw new AppError(404, "not_found", "No rollout has been started.");
+      return ok(progress);
+    },
   }),
   defineHttp({
     ...common,

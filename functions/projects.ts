@@ -4,7 +4,7 @@ import { z } from "zod";
 import { requireSession } from "../lib/auth/session.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { ok } from "../lib/http.js";
-import { instanceViewSchema } from "../lib/instances/store.js";
+import { instanceViewSchema } from "../lib/instances/view.js";
 import { listOrgProjects } from "../lib/projects.js";
 
 export const projectListSchema = z.object({

@@ -2,10 +2,8 @@
 import { recordDeadLetter } from "../lib/dead-letters.js";
 import { defineQueue, type FunctionDefinition } from "../lib/functions.js";
 import { bodyAsJson } from "../lib/provisioning/messages.js";
-import {
-  handleProvisioningDeadLetter,
-  handleProvisioningMessage,
-} from "../lib/provisioning/engine.js";
+import { handleProvisioningDeadLetter } from "../lib/provisioning/engine.js";
+import { handleProvisioningQueueMessage } from "../lib/provisioning/queue.js";
 
 export const definitions: FunctionDefinition[] = [
   defineQueue({
@@ -13,7 +11,7 @@ export const definitions: FunctionDefinition[] = [
     queueSetting: "PROVISIONING_QUEUE",
     isSessionsEnabled: true,
     handler: async (message, ctx, services) => {
-      await handleProvisioningMessage(services, message, ctx);
+      await handleProvisioningQueueMessage(services, message, ctx);
     },
   }),
   defineQueue({

@@ -87,6 +87,8 @@ export const configSchema = z.object({
   LOOPS_TX_TRIAL_ENDING: nonEmpty,
   LOOPS_TX_PAYMENT_FAILED: nonEmpty,
   LOOPS_TX_INSTANCE_DELETED: nonEmpty,
+  /** "Your Grafana host could not be replaced" (upgrade or heal failed); unset: logged only. */
+  LOOPS_TX_INSTANCE_FAILED: nonEmpty.optional(),
 
   /** Unset means the real Stripe API. */
   STRIPE_API_URL: url.optional(),
@@ -146,6 +148,12 @@ export const configSchema = z.object({
   PROVISION_POLL_SECONDS: int(1, 600).default(15),
   PROVISION_BUDGET_MINUTES: int(1, 24 * 60).default(45),
   PROVISION_MAX_ATTEMPTS: int(1, 1000).default(40),
+  /** Host upgrades a rollout runs at once (at most this many instances unroutable). */
+  UPGRADE_BATCH_SIZE: int(1, 100).default(5),
+  /** Failed health probes in a row (one per reconciler run) before a Running host is replaced. */
+  HEAL_AFTER_FAILED_PROBES: int(2, 100).default(3),
+  /** Minutes a Running host must fail its health probes before it is replaced. */
+  HEAL_AFTER_MINUTES: int(1, 24 * 60).default(10),
 
   /** Each instance's dedicated Supabase secret key is replaced this often (days). */
   KEY_ROTATION_DAYS: int(1, 3650).default(30),

@@ -5,9 +5,14 @@
 import type { Services } from "./services.js";
 
 export type MailTemplate =
-  "verificationCode" | "instanceReady" | "trialEnding" | "paymentFailed" | "instanceDeleted";
+  | "verificationCode"
+  | "instanceReady"
+  | "trialEnding"
+  | "paymentFailed"
+  | "instanceDeleted"
+  | "instanceFailed";
 
-function templateId(services: Services, template: MailTemplate): string {
+function templateId(services: Services, template: MailTemplate): string | undefined {
   const c = services.config;
   switch (template) {
     case "verificationCode":
@@ -20,6 +25,8 @@ function templateId(services: Services, template: MailTemplate): string {
       return c.LOOPS_TX_PAYMENT_FAILED;
     case "instanceDeleted":
       return c.LOOPS_TX_INSTANCE_DELETED;
+    case "instanceFailed":
+      return c.LOOPS_TX_INSTANCE_FAILED;
   }
 }
 
@@ -38,12 +45,15 @@ export async function sendMail(
   to: string,
   data: Record<string, string | number>,
   idempotencyKey: string,
-): Promise<void> {
+): Promise<"sent" | "no_template"> {
+  const transactionalId = templateId(services, template);
+  if (!transactionalId) return "no_template";
   const client = await loops(services);
   await client.sendTransactionalEmail({
-    transactionalId: templateId(services, template),
+    transactionalId,
     email: to,
     dataVariables: data,
     headers: { "Idempotency-Key": idempotencyKey.slice(0, 100) },
   });
+  return "sent";
 }

@@ -14,13 +14,15 @@ import {
 } from "./dead-letters.js";
 import { conflict, notFound, statusOf } from "./errors.js";
 import { requestGatewaySync } from "./gateway/consumer.js";
+import { getInstance, listAllInstances } from "./instances/store.js";
+import type { Instance } from "./instances/model.js";
+import type { InstanceState } from "./instances/lifecycle.js";
 import {
-  getInstance,
-  listAllInstances,
-  type Instance,
-  type InstanceState,
-} from "./instances/store.js";
-import { requestDeprovision, requestProvision } from "./provisioning/api.js";
+  requestDeprovision,
+  requestProvision,
+  startReplacement,
+} from "./provisioning/api.js";
+import { startRollout, type Rollout, type RolloutRequest } from "./provisioning/rollout.js";
 import { runReconciler, type ReconcilerReport } from "./reconciler/index.js";
 import type { Services } from "./services.js";
 
@@ -46,13 +48,13 @@ export async function findInstances(
     .sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
 }
 
-/** Starts a fresh operation for a Failed instance (the one it failed in: provision or delete). */
+/** Starts a fresh operation for a Failed instance: the one it failed in. */
 export async function retryInstance(
   services: Services,
   actor: string,
   org: string,
   ref: string,
-  ctx?: InvocationContext,
+  ctx: InvocationContext,
 ): Promise<Instance> {
   const instance = await getInstance(services, org, ref);
   if (!instance) throw notFound("No such instance.");
@@ -62,10 +64,30 @@ export async function retryInstance(
       "not_failed",
     );
   }
-  const next =
-    instance.operation === "deprovision"
-      ? await requestDeprovision(services, { org, ref, reason: "operator_retry" }, ctx)
-      : await requestProvision(services, { org, ref, userId: instance.requestedBy ?? actor }, ctx);
+  let next: Instance;
+  switch (instance.operation) {
+    case "deprovision":
+      next = await requestDeprovision(services, { org, ref, reason: "operator_retry" }, ctx);
+      break;
+    case "provision":
+      next = await requestProvision(
+        services,
+        { org, ref, userId: instance.requestedBy ?? actor },
+        ctx,
+      );
+      break;
+    case "upgrade":
+    case "heal": {
+      const started = await startReplacement(services, ctx, instance, {
+        operation: instance.operation,
+        reason: "operator_retry",
+        templateSpecId: instance.templateSpecId,
+      });
+      if (!started) throw conflict("The instance changed meanwhile; try again.");
+      next = started;
+      break;
+    }
+  }
   await audit(services, {
     actor,
     action: "instance.retry",
@@ -81,7 +103,7 @@ export async function forceDelete(
   actor: string,
   org: string,
   ref: string,
-  ctx?: InvocationContext,
+  ctx: InvocationContext,
 ): Promise<Instance> {
   const next = await requestDeprovision(services, { org, ref, reason: "operator" }, ctx);
   await audit(services, {
@@ -91,6 +113,30 @@ export async function forceDelete(
     details: { operationId: next.operationId },
   });
   return next;
+}
+
+/**
+ * Rolls Running instances to a template spec version (default: the configured one) and the
+ * images pinned in this build, in batches (see ./provisioning/rollout.ts).
+ */
+export async function upgradeInstances(
+  services: Services,
+  actor: string,
+  req: RolloutRequest,
+): Promise<Rollout> {
+  const rollout = await startRollout(services, req);
+  await audit(services, {
+    actor,
+    action: "instances.upgrade",
+    target: req.org ?? "*",
+    details: {
+      rolloutId: rollout.rolloutId,
+      hostVersion: rollout.hostVersion,
+      batch: rollout.batch,
+      max: rollout.max,
+    },
+  });
+  return rollout;
 }
 
 export async function grantFreeInstances(
@@ -120,7 +166,7 @@ async function replayOne(
   services: Services,
   record: DeadLetterRecord,
   actor: string,
-  ctx?: InvocationContext,
+  ctx: InvocationContext,
 ): Promise<ReplayResult> {
   const base = { id: record.id, messageId: record.messageId };
   if (record.queue === "gateway") {
@@ -153,7 +199,7 @@ export async function replayDeadLetters(
   actor: string,
   queue: QueueKey,
   opts: { id?: string | undefined; max: number },
-  ctx?: InvocationContext,
+  ctx: InvocationContext,
 ): Promise<ReplayResult[]> {
   let records: DeadLetterRecord[];
   if (opts.id) {

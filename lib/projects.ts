@@ -3,7 +3,8 @@
  * region and status from Supabase, cached briefly) with its Grafana instance from the
  * `instances` table, if it has one.
  */
-import { listInstances, toView, type InstanceView } from "./instances/store.js";
+import { listInstances } from "./instances/store.js";
+import { toView, type InstanceView } from "./instances/view.js";
 import type { Services } from "./services.js";
 import { supabaseFor } from "./supabase/client.js";
 

@@ -46,6 +46,8 @@ export interface PlatformOptions {
   dataDir?: string;
   /** ms a simulated deployment takes. */
   deploymentDelayMs?: number;
+  /** ms a simulated ARM delete takes (default 0: gone when the DELETE is answered). */
+  deleteDelayMs?: number;
   /** Where the Stripe simulator delivers signed webhooks. */
   stripeWebhookUrl?: string;
   tablePrefix?: string;
@@ -102,6 +104,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       LOOPS_TX_TRIAL_ENDING: "local-tx-trial-ending",
       LOOPS_TX_PAYMENT_FAILED: "local-tx-payment-failed",
       LOOPS_TX_INSTANCE_DELETED: "local-tx-instance-deleted",
+      LOOPS_TX_INSTANCE_FAILED: "local-tx-instance-failed",
       AZURE_SUBSCRIPTION_ID: LOCAL.subscriptionId,
       GRAFANA_RESOURCE_GROUP: LOCAL.grafanaResourceGroup,
       GRAFANA_TEMPLATE_SPEC_ID: `/subscriptions/${LOCAL.subscriptionId}/resourceGroups/${LOCAL.gatewayResourceGroup}/providers/Microsoft.Resources/templateSpecs/grafana-host/versions/1.0.0`,
@@ -202,6 +205,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
         secureParameters: ["cloudInit"],
         subscriptionId: LOCAL.subscriptionId,
         deploymentDelayMs: opts.deploymentDelayMs ?? 1500,
+        ...(opts.deleteDelayMs ? { deleteDelayMs: opts.deleteDelayMs } : {}),
         ...(simClock ? { clock: simClock } : {}),
         gatewayVm: { resourceGroup: LOCAL.gatewayResourceGroup, name: LOCAL.gatewayVmName },
         dnsZone: { resourceGroup: LOCAL.dnsResourceGroup, name: LOCAL.grafanaDomain },

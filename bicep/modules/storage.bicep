@@ -38,6 +38,7 @@ var tableNames = [
   'audit'
   'rateLimits'
   'deadLetters'
+  'rollouts'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {

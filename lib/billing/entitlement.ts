@@ -7,13 +7,13 @@
  * running from an earlier provision) > refused. The trial is once per project ever, recorded in
  * `projectRefs` (`recordTrialStart`), so deleting and re-provisioning never restarts it.
  */
-import { AppError, conflict } from "../errors.js";
-import { getProjectRef, listInstances } from "../instances/store.js";
+import { AppError } from "../errors.js";
+import { getProjectRef } from "../instances/project-refs.js";
+import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
 import { readBilling } from "./account.js";
+import { occupiesPlan } from "../instances/lifecycle.js";
 import {
-  isLiveInstance,
   lapseReason,
   subscriptionPays,
   type BillingFacts,
@@ -53,14 +53,14 @@ function trialState(input: EntitlementInput): TrialState {
 
 export function decideEntitlement(input: EntitlementInput): EntitlementDecision {
   const { now, ref, billing } = input;
-  const others = input.instances.filter((i) => i.ref !== ref && isLiveInstance(i.state));
+  const others = input.instances.filter((i) => i.ref !== ref && occupiesPlan(i.state));
   const freeInUse = others.filter((i) => i.plan === "free").length;
   const freeAvailable = (billing.freeInstances ?? 0) > freeInUse;
   const pays = subscriptionPays(billing, now, input.graceHours);
   const trial = trialState(input);
 
   // A live instance keeps its plan while that plan still holds.
-  const existing = input.instances.find((i) => i.ref === ref && isLiveInstance(i.state));
+  const existing = input.instances.find((i) => i.ref === ref && occupiesPlan(i.state));
   if (existing) {
     if (existing.plan === "free" && freeAvailable) return { allowed: true, plan: "free" };
     if (existing.plan === "paid" && pays) return { allowed: true, plan: "paid" };
@@ -135,64 +135,4 @@ export async function checkEntitlement(
   });
   if (!decision.allowed) throw new AppError(402, decision.code, decision.message);
   return decision;
-}
-
-export interface TrialRecord {
-  trialStartedAt: Date;
-  trialEndsAt: Date;
-}
-
-/**
- * Records that the project started its one trial. Creates the `projectRefs` row when absent;
- * otherwise sets the trial with an etag-conditional Merge. A trial already recorded is never
- * moved: the recorded one is returned. A ref owned by another org is a 409.
- */
-export async function recordTrialStart(
-  services: Services,
-  org: string,
-  ref: string,
-  trialEndsAt: Date,
-): Promise<TrialRecord> {
-  const table = services.tables.client("projectRefs");
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const current = await getProjectRef(services, ref);
-    const now = services.clock.now();
-    if (!current) {
-      try {
-        await table.createEntity({
-          partitionKey: ref,
-          rowKey: "",
-          org,
-          trialStartedAt: now,
-          trialEndsAt,
-        });
-        return { trialStartedAt: now, trialEndsAt };
-      } catch (err) {
-        if (isConflict(err)) continue;
-        throw err;
-      }
-    }
-    if (current.org !== org) {
-      throw conflict(
-        "This project is monitored by another organization.",
-        "project_owned_elsewhere",
-      );
-    }
-    if (current.trialStartedAt || current.trialEndsAt) {
-      const startedAt = current.trialStartedAt ?? current.trialEndsAt ?? now;
-      return { trialStartedAt: startedAt, trialEndsAt: current.trialEndsAt ?? startedAt };
-    }
-    try {
-      await table.updateEntity(
-        { partitionKey: ref, rowKey: "", trialStartedAt: now, trialEndsAt },
-        "Merge",
-        current.etag ? { etag: current.etag } : undefined,
-      );
-      return { trialStartedAt: now, trialEndsAt };
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-  }
-  throw new AppError(503, "unavailable", "The project's trial could not be recorded; try again.");
 }

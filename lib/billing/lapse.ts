@@ -6,7 +6,8 @@
 import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { listBillingByStatus } from "./account.js";
-import { isLiveInstance, lapseReason, type LapseReason } from "./rules.js";
+import { occupiesPlan } from "../instances/lifecycle.js";
+import { lapseReason, type LapseReason } from "./rules.js";
 
 export interface LapsedOrg {
   org: string;
@@ -34,7 +35,7 @@ export async function findLapsedOrgs(services: Services, now: Date): Promise<Lap
     const reason = lapseReason(account, now, graceHours);
     if (!reason || !account.subscriptionStatus) continue;
     const paidRefs = (await listInstances(services, account.org))
-      .filter((i) => i.plan === "paid" && isLiveInstance(i.state))
+      .filter((i) => i.plan === "paid" && occupiesPlan(i.state))
       .map((i) => i.ref)
       .sort();
     if (paidRefs.length === 0) continue;

@@ -2,12 +2,8 @@
  * Pure billing rules shared by entitlement, quantity sync and the lapse check: which instances
  * count, which subscription statuses pay for instances, and when a delinquency's grace ends.
  */
-import type { Plan } from "../instances/store.js";
-
-/** An instance that occupies a plan slot: anything but Deleted, Failed or on its way out. */
-export function isLiveInstance(state: string): boolean {
-  return state !== "Deleted" && state !== "Failed" && state !== "Deleting";
-}
+import { occupiesPlan, type InstanceState } from "../instances/lifecycle.js";
+import type { Plan } from "../instances/model.js";
 
 /** Statuses of a subscription that still exists (Stripe may still charge it). */
 export function isLiveSubscription(status: string | undefined): boolean {
@@ -67,12 +63,12 @@ export function lapseReason(
 export interface InstanceFacts {
   ref: string;
   plan: Plan;
-  state: string;
+  state: InstanceState;
 }
 
 /** Live instances by plan. */
 export function countLive(instances: readonly InstanceFacts[]): Record<Plan, number> {
   const counts: Record<Plan, number> = { paid: 0, trial: 0, free: 0 };
-  for (const i of instances) if (isLiveInstance(i.state)) counts[i.plan] += 1;
+  for (const i of instances) if (occupiesPlan(i.state)) counts[i.plan] += 1;
   return counts;
 }

@@ -21,7 +21,8 @@ import { z } from "zod";
 import { runGatewayScript } from "../azure/arm.js";
 import { readRevocations } from "../grafana-signin/revocation.js";
 import { describeFailure } from "../azure/errors.js";
-import { listAllInstances, type InstanceState } from "../instances/store.js";
+import { listAllInstances } from "../instances/store.js";
+import { ROUTABLE_STATES } from "../instances/lifecycle.js";
 import { retryDelayMs } from "../provisioning/backoff.js";
 import { bodyAsJson } from "../provisioning/messages.js";
 import type { Services } from "../services.js";
@@ -65,8 +66,6 @@ export const COVERAGE_MARGIN_MS = 500;
 export const PUSH_TIMEOUT_MS = 90_000;
 const MAX_TRANSIENT_RETRIES = 8;
 
-/** States whose instance is reachable through the gateway (when it has a private IP). */
-export const ROUTABLE_STATES: readonly InstanceState[] = ["Configuring", "Verifying", "Running"];
 
 export const gatewayMessageSchema = z.object({
   requestedAt: z.iso.datetime(),

@@ -25,3 +25,24 @@ export const SUPABASE_DASHBOARD_URL = `https://raw.githubusercontent.com/supabas
 
 /** Fixed uid of the provisioned Prometheus datasource; the Supabase dashboard refers to it. */
 export const PROMETHEUS_DATASOURCE_UID = "prometheus";
+
+const tagOf = (image: string) => image.slice(image.lastIndexOf(":") + 1);
+
+/** The version segment of a template spec version id (`…/templateSpecs/<name>/versions/<v>`). */
+export function templateSpecVersionOf(templateSpecId: string): string {
+  return /\/versions\/([^/]+)$/i.exec(templateSpecId)?.[1] ?? templateSpecId;
+}
+
+/** The same template spec at another version. */
+export function withTemplateSpecVersion(templateSpecId: string, version: string): string {
+  return templateSpecId.replace(/\/versions\/[^/]+$/i, `/versions/${version}`);
+}
+
+/**
+ * What a Grafana host runs, as one comparable string: the template spec version it was deployed
+ * from and the pinned images cloud-init starts. An instance whose `hostVersion` differs from the
+ * rollout's target is upgraded.
+ */
+export function hostVersionOf(templateSpecId: string): string {
+  return `${templateSpecVersionOf(templateSpecId)}+grafana-${tagOf(GRAFANA_IMAGE)}+prometheus-${tagOf(PROMETHEUS_IMAGE)}`;
+}

@@ -1,95 +1,15 @@
 /**
  * The `instances` table: one row per (org, project ref), the single source of truth for a
- * project's Grafana. Every write that decides something is etag-conditional; a lost race
- * surfaces as `isConflict(err)` and the caller re-reads.
- *
- * The `projectRefs` table (PK = ref) guards that a project ref belongs to one org only and
- * remembers that a project has used its one trial, even after its instance is deleted.
+ * project's Grafana (the row's shape: `./model.ts`). This module is the only one that touches
+ * the table. Every write that decides something is etag-conditional; a lost race surfaces as
+ * `isConflict(err)` and the caller re-reads (or uses `patchInstance`, which does).
  */
 import { odata, type TableEntityResult } from "@azure/data-tables";
-import { z } from "zod";
 
+import type { InstanceState } from "./lifecycle.js";
+import type { Instance } from "./model.js";
 import type { Services } from "../services.js";
-import { getEntity } from "../storage/tables.js";
-
-export const INSTANCE_STATES = [
-  "Requested",
-  "Deploying",
-  "Configuring",
-  "Verifying",
-  "Running",
-  "Deleting",
-  "Deleted",
-  "Failed",
-] as const;
-export type InstanceState = (typeof INSTANCE_STATES)[number];
-export const PLANS = ["trial", "paid", "free"] as const;
-export type Plan = (typeof PLANS)[number];
-export type Operation = "provision" | "deprovision";
-export const KEY_KINDS = ["dedicated", "legacy"] as const;
-export type KeyKind = (typeof KEY_KINDS)[number];
-
-/** What the API tells a user whose instance scrapes with the shared legacy key. */
-export const LEGACY_KEY_HINT =
-  "This Grafana scrapes metrics with the project's shared service_role key, because the Supabase connection cannot create API keys (it lacks the secrets:write permission) or the project has no publishable and secret keys yet. Reconnect Supafana with that permission, or enable the new API keys in the Supabase dashboard, then reprovision to get a dedicated, revocable key.";
-
-export interface Instance {
-  org: string;
-  ref: string;
-  state: InstanceState;
-  /** The current operation; messages of any other operation are stale and ignored. */
-  operationId: string;
-  operation: Operation;
-  /** The step of the current operation and how many times it has been attempted. */
-  step: string;
-  attempts: number;
-  operationStartedAt: Date;
-  plan: Plan;
-  trialEndsAt?: Date | undefined;
-  projectName?: string | undefined;
-  vmName?: string | undefined;
-  deploymentName?: string | undefined;
-  deploymentId?: string | undefined;
-  /**
-   * The operation whose deployment PUT is about to be sent or in flight, and when that was
-   * recorded (written etag-conditionally before the PUT, cleared once the PUT has returned).
-   */
-  deploymentRequestOperationId?: string | undefined;
-  deploymentRequestedAt?: Date | undefined;
-  privateIp?: string | undefined;
-  url?: string | undefined;
-  /** Grafana admin password, encrypted (see lib/secrets.ts). */
-  passwordSecret?: string | undefined;
-  /** Who asked for the current operation (user id), for the "ready" e-mail. */
-  requestedBy?: string | undefined;
-  lastError?: string | undefined;
-  /** Transient failures of the current operation (its retry budget). */
-  failures?: number | undefined;
-  /** When the message that drives the current step is due (stuck-operation detection). */
-  nextRunAt?: Date | undefined;
-  /** Why the current operation runs: "requested", "retry", "trial_ended", "payment_lapsed", … */
-  operationReason?: string | undefined;
-  /** A new Grafana password being applied (encrypted), until the rotation is confirmed. */
-  pendingPasswordSecret?: string | undefined;
-  /**
-   * The id (never the value) of the project secret key minted for this instance's Prometheus,
-   * and which kind of key the host scrapes with: `dedicated` (its own, revocable) or `legacy`
-   * (the project's shared service-role key, when the grant cannot mint keys).
-   */
-  keyId?: string | undefined;
-  keyKind?: KeyKind | undefined;
-  /** When the dedicated key was last minted (deploy or rotation). */
-  keyRotatedAt?: Date | undefined;
-  /** The id of a key being rotated in, until the host has confirmed it. */
-  pendingKeyId?: string | undefined;
-  /** When the "trial ending" reminder was sent for the current trial. */
-  trialReminderSentAt?: Date | undefined;
-  createdAt: Date;
-  updatedAt: Date;
-  readyAt?: Date | undefined;
-  /** Optimistic concurrency tag of the row this was read from. */
-  etag?: string | undefined;
-}
+import { getEntity, isConflict, retryOnConflict } from "../storage/tables.js";
 
 interface InstanceEntity extends Omit<Instance, "org" | "ref" | "etag"> {
   partitionKey: string;
@@ -176,71 +96,35 @@ export async function listAllInstances(
   return out;
 }
 
-/** What the API shows of an instance: never the password or Azure internals. */
-export const instanceViewSchema = z.object({
-  ref: z.string(),
-  state: z.enum(INSTANCE_STATES),
-  operation: z.enum(["provision", "deprovision"]),
-  step: z.string(),
-  plan: z.enum(PLANS),
-  url: z.string().nullable(),
-  trialEndsAt: z.string().nullable(),
-  lastError: z.string().nullable(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  readyAt: z.string().nullable(),
-  keyKind: z
-    .enum(KEY_KINDS)
-    .nullable()
-    .describe(
-      "The key the host scrapes Supabase metrics with: its own revocable secret key, or the project's shared legacy key.",
-    ),
-  keyHint: z.string().nullable().describe("Why the key is `legacy` and how to change it."),
-});
-export type InstanceView = z.infer<typeof instanceViewSchema>;
-
-export function toView(i: Instance): InstanceView {
-  return {
-    ref: i.ref,
-    state: i.state,
-    operation: i.operation,
-    step: i.step,
-    plan: i.plan,
-    url: i.state === "Running" ? (i.url ?? null) : null,
-    trialEndsAt: i.trialEndsAt?.toISOString() ?? null,
-    lastError: i.lastError ?? null,
-    createdAt: i.createdAt.toISOString(),
-    updatedAt: i.updatedAt.toISOString(),
-    readyAt: i.readyAt?.toISOString() ?? null,
-    keyKind: i.keyKind ?? null,
-    keyHint: i.keyKind === "legacy" ? LEGACY_KEY_HINT : null,
-  };
-}
-
-/** The owner of a project ref across orgs and the trial it has used. */
-export interface ProjectRefRecord {
-  ref: string;
-  org: string;
-  trialStartedAt?: Date | undefined;
-  trialEndsAt?: Date | undefined;
-  etag?: string | undefined;
-}
-
-export async function getProjectRef(
+/**
+ * Applies `decide(current)` to the current row, etag-conditionally, re-reading on a lost race.
+ * `decide` returns the patch, or undefined to leave the row as it is. Returns the saved row (or
+ * the current one when nothing was written), undefined when there is no row.
+ */
+export async function patchInstance(
   services: Services,
+  org: string,
   ref: string,
-): Promise<ProjectRefRecord | undefined> {
-  const e = await getEntity<{ org: string; trialStartedAt?: Date; trialEndsAt?: Date }>(
-    services.tables.client("projectRefs"),
-    ref,
-    "",
-  );
-  if (!e) return undefined;
-  return {
-    ref,
-    org: e.org,
-    trialStartedAt: e.trialStartedAt,
-    trialEndsAt: e.trialEndsAt,
-    etag: e.etag,
-  };
+  decide: (current: Instance) => Partial<Instance> | undefined,
+): Promise<Instance | undefined> {
+  return retryOnConflict(async () => {
+    const current = await getInstance(services, org, ref);
+    if (!current) return undefined;
+    const patch = decide(current);
+    if (!patch) return current;
+    return saveInstance(services, { ...current, ...patch });
+  });
+}
+
+/** Like `saveInstance`, but a lost race answers undefined instead of throwing. */
+export async function trySaveInstance(
+  services: Services,
+  instance: Instance,
+): Promise<Instance | undefined> {
+  try {
+    return await saveInstance(services, instance);
+  } catch (err) {
+    if (isConflict(err)) return undefined;
+    throw err;
+  }
 }

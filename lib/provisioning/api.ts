@@ -1,26 +1,35 @@
 /**
- * Starting operations: what `PUT` / `DELETE /projects/{ref}/grafana`, the password rotation and
- * the reconciler call. Each start is one etag-conditional write of the instance row (a new
- * `operationId`, the first step) followed by the first message; a lost race re-reads and
- * decides again, so a PUT racing a DELETE ends with exactly one current operation.
+ * Starting operations: what `PUT` / `DELETE /projects/{ref}/grafana`, the operators' upgrade, the
+ * reconciler's heal and the password rotation call. Whether an operation may start is the
+ * lifecycle's `decideStart`; the start itself is one etag-conditional write of the instance row
+ * (`beginOperation`: a new `operationId`, the first step), then the first message and the
+ * start's follow-ups. A lost race re-reads and decides again, so a PUT racing a DELETE ends with
+ * exactly one current operation.
  */
 import { randomUUID } from "node:crypto";
 
 import type { InvocationContext } from "@azure/functions";
 
-import { checkEntitlement, recordTrialStart } from "../billing/entitlement.js";
+import { checkEntitlement } from "../billing/entitlement.js";
 import { AppError, conflict, notFound } from "../errors.js";
 import {
-  createInstance,
-  getInstance,
-  getProjectRef,
-  saveInstance,
-  type Instance,
-} from "../instances/store.js";
+  beginOperation,
+  decideStart,
+  isSettled,
+  type Operation,
+} from "../instances/lifecycle.js";
+import type { Instance } from "../instances/model.js";
+import {
+  assertRefNotOwnedElsewhere,
+  claimRef,
+  recordTrialStart,
+} from "../instances/project-refs.js";
+import { createInstance, getInstance, saveInstance, trySaveInstance } from "../instances/store.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
+import { isConflict, retryOnConflict } from "../storage/tables.js";
 import { isProjectUp, supabaseFor } from "../supabase/client.js";
-import { afterLeavingLive, isTerminal, syncBilling } from "./engine.js";
+import { logEvent } from "../telemetry.js";
+import { applyTransition, RowMovedError } from "./engine.js";
 import {
   changeAdminPassword,
   decryptPassword,
@@ -28,23 +37,16 @@ import {
   generatePassword,
 } from "./grafana-admin.js";
 import { currentMessage, dispatchProvisioning } from "./messages.js";
-import { FIRST_STEP } from "./steps.js";
-import { logEvent } from "../telemetry.js";
+import { runPendingFollowUps } from "./follow-ups.js";
 
 /** An operation whose message is this late is re-driven (the message was lost). */
 export const STUCK_AFTER_MS = 3 * 60_000;
-const MAX_ROUNDS = 5;
 
-export const isProvisioning = (i: Instance) =>
-  i.operation === "provision" &&
-  (i.state === "Requested" ||
-    i.state === "Deploying" ||
-    i.state === "Configuring" ||
-    i.state === "Verifying");
+const keptChanging = () => new AppError(503, "unavailable", "The instance kept changing; try again.");
 
 /** True when the operation is in flight but its message is overdue. */
 export function isStuck(i: Instance, now: Date): boolean {
-  if (isTerminal(i.state)) return false;
+  if (isSettled(i.state)) return false;
   const due = i.nextRunAt ?? i.updatedAt;
   return now.getTime() - due.getTime() > STUCK_AFTER_MS;
 }
@@ -56,44 +58,91 @@ export function isStuck(i: Instance, now: Date): boolean {
  * Returns false when the row moved meanwhile (someone else is driving it).
  */
 export async function redrive(services: Services, i: Instance): Promise<boolean> {
-  let saved: Instance;
-  try {
-    saved = await saveInstance(services, {
-      ...i,
-      attempts: i.attempts + 1,
-      nextRunAt: services.clock.now(),
-      updatedAt: services.clock.now(),
-    });
-  } catch (err) {
-    if (isConflict(err)) return false;
-    throw err;
-  }
+  const saved = await trySaveInstance(services, {
+    ...i,
+    attempts: i.attempts + 1,
+    nextRunAt: services.clock.now(),
+    updatedAt: services.clock.now(),
+  });
+  if (!saved) return false;
   await dispatchProvisioning(services, currentMessage(saved));
   return true;
 }
 
-/** Claims the ref for the org in `projectRefs` (a ref belongs to one org only). */
-async function claimRef(services: Services, org: string, ref: string): Promise<void> {
-  for (let round = 0; round < MAX_ROUNDS; round++) {
-    const owner = await getProjectRef(services, ref);
-    if (owner) {
-      if (owner.org !== org)
-        throw conflict(
-          "This project is monitored by another organization.",
-          "project_owned_elsewhere",
-        );
-      return;
-    }
-    try {
-      await services.tables
-        .client("projectRefs")
-        .createEntity({ partitionKey: ref, rowKey: "", org });
-      return;
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-    }
+/** Re-drives a stuck operation, or answers the instance as it is. */
+async function currentOrRedriven(services: Services, i: Instance): Promise<Instance> {
+  if (isStuck(i, services.clock.now()) && (await redrive(services, i)))
+    return (await getInstance(services, i.org, i.ref)) ?? i;
+  return i;
+}
+
+/**
+ * Writes the start of an operation over `existing` (or a new row with `fresh`), sends its first
+ * message and runs its follow-ups. Throws RowMovedError / a 409 from create on a lost race.
+ */
+async function begin(
+  services: Services,
+  ctx: InvocationContext,
+  existing: Instance | undefined,
+  operation: Operation,
+  opts: { afterFailure: boolean; reason: string; fresh?: Instance; patch?: Partial<Instance> },
+): Promise<Instance> {
+  const now = services.clock.now();
+  const { patch, followUps } = beginOperation(existing, {
+    operation,
+    operationId: randomUUID(),
+    reason: opts.reason,
+    now,
+    afterFailure: opts.afterFailure,
+  });
+  let saved: Instance;
+  if (existing) {
+    saved = await applyTransition(services, ctx, existing, {
+      patch: { ...opts.patch, ...patch },
+      dispatchAt: now,
+      followUps,
+    });
+  } else {
+    if (!opts.fresh) throw new Error("a new instance row needs its fields");
+    saved = await createInstance(services, {
+      ...opts.fresh,
+      ...opts.patch,
+      ...patch,
+      pendingFollowUps: followUps.length ? followUps.join(",") : undefined,
+      etag: undefined,
+    } as Instance);
+    await dispatchProvisioning(services, currentMessage(saved));
+    if (saved.pendingFollowUps) saved = (await runPendingFollowUps(services, ctx, saved)) ?? saved;
   }
-  throw new AppError(503, "unavailable", "The project could not be claimed; try again.");
+  logEvent(ctx, "info", `${operation} requested`, {
+    event: "provisioning.step",
+    operationId: saved.operationId,
+    ref: saved.ref,
+    org: saved.org,
+    step: saved.step,
+    attempt: 0,
+    durationMs: 0,
+    operation,
+    state: saved.state,
+    outcome: "requested",
+    reason: opts.reason,
+  });
+  return saved;
+}
+
+/** Like `retryOnConflict`, for the starts: a moved row is a lost race too. */
+function retryStart<T>(attempt: () => Promise<T>): Promise<T> {
+  return retryOnConflict(
+    async () => {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (err instanceof RowMovedError) throw new AppError(412, "conflict", err.message);
+        throw err;
+      }
+    },
+    { exhausted: keptChanging },
+  );
 }
 
 /** 409 `project_paused`: the Supabase project is paused (or otherwise not running). */
@@ -114,7 +163,7 @@ export interface ProvisionRequest {
 
 /**
  * Starts provisioning, or returns the instance when an operation is already under way or it
- * runs (idempotent). A Failed instance gets a fresh operation that first removes what the
+ * runs (idempotent). A Failed instance gets a fresh operation that first removes the host the
  * failed one left. 409 while the instance is being deleted, the ref belongs to another org or
  * the project is paused in Supabase; 404 when the project is not in the org; 402 when the org
  * is not entitled.
@@ -122,13 +171,10 @@ export interface ProvisionRequest {
 export async function requestProvision(
   services: Services,
   req: ProvisionRequest,
-  ctx?: InvocationContext,
+  ctx: InvocationContext,
 ): Promise<Instance> {
   const { org, ref } = req;
-  const owner = await getProjectRef(services, ref);
-  if (owner && owner.org !== org) {
-    throw conflict("This project is monitored by another organization.", "project_owned_elsewhere");
-  }
+  await assertRefNotOwnedElsewhere(services, org, ref);
   const supabase = supabaseFor(services, org);
   // The org's project list is cached briefly (the dashboard has just loaded it), so a burst of
   // PUTs costs no Management API call per project; a project missing from it is looked up.
@@ -140,22 +186,13 @@ export async function requestProvision(
   if (listed && !isProjectUp(project.status)) project = await supabase.getProject(ref);
   if (!project) throw notFound("There is no such project in your organization.");
   if (!isProjectUp(project.status)) throw projectPaused(project.status);
+  const projectName = project.name;
 
-  for (let round = 0; round < MAX_ROUNDS; round++) {
+  return retryStart(async () => {
     const existing = await getInstance(services, org, ref);
-    const now = services.clock.now();
-    if (existing && (isProvisioning(existing) || existing.state === "Running")) {
-      if (isStuck(existing, now) && (await redrive(services, existing))) {
-        return (await getInstance(services, org, ref)) ?? existing;
-      }
-      return existing;
-    }
-    if (existing?.state === "Deleting") {
-      throw conflict(
-        "This instance is being deleted; provision it again once it is deleted.",
-        "instance_deleting",
-      );
-    }
+    const decision = decideStart(existing, "provision");
+    if (decision.kind === "refuse") throw conflict(decision.message, decision.code);
+    if (decision.kind === "current" && existing) return currentOrRedriven(services, existing);
 
     const entitlement = await checkEntitlement(services, org, ref);
     await claimRef(services, org, ref);
@@ -164,66 +201,38 @@ export async function requestProvision(
       trialEndsAt = (await recordTrialStart(services, org, ref, entitlement.trialEndsAt))
         .trialEndsAt;
     }
-
-    const afterFailure = existing?.state === "Failed";
-    const instance: Instance = {
-      ...(existing ?? {}),
-      org,
-      ref,
-      state: "Requested",
-      operationId: randomUUID(),
-      operation: "provision",
-      step: afterFailure ? FIRST_STEP.provisionAfterFailure : FIRST_STEP.provision,
-      attempts: 0,
-      failures: 0,
-      operationStartedAt: now,
-      operationReason: afterFailure ? "retry" : "requested",
-      nextRunAt: now,
+    const afterFailure = decision.kind === "start" && decision.afterFailure;
+    const now = services.clock.now();
+    const fields: Partial<Instance> = {
       plan: entitlement.plan,
       trialEndsAt,
       trialReminderSentAt:
         existing?.trialEndsAt?.getTime() === trialEndsAt?.getTime()
           ? existing?.trialReminderSentAt
           : undefined,
-      projectName: project.name,
+      projectName,
       requestedBy: req.userId,
-      lastError: undefined,
       privateIp: undefined,
       url: undefined,
       readyAt: undefined,
+      templateSpecId: undefined,
       // A fresh host after a deletion gets a fresh password; a retry keeps the one it had.
-      passwordSecret: afterFailure ? existing.passwordSecret : undefined,
+      passwordSecret: afterFailure ? existing?.passwordSecret : undefined,
       pendingPasswordSecret: undefined,
-      createdAt: existing?.createdAt ?? now,
-      updatedAt: now,
     };
-    let saved: Instance;
-    try {
-      saved = existing
-        ? await saveInstance(services, instance)
-        : await createInstance(services, { ...instance, etag: undefined });
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-    await dispatchProvisioning(services, currentMessage(saved));
-    if (ctx)
-      logEvent(ctx, "info", "provisioning requested", {
-        event: "provisioning.step",
-        operationId: saved.operationId,
-        ref,
+    return begin(services, ctx, existing, "provision", {
+      afterFailure,
+      reason: afterFailure ? "retry" : "requested",
+      patch: fields,
+      fresh: {
         org,
-        step: saved.step,
-        attempt: 0,
-        durationMs: 0,
-        operation: "provision",
-        state: saved.state,
-        outcome: "requested",
-      });
-    if (saved.plan === "paid" && ctx) await syncBilling(services, ctx, org);
-    return saved;
-  }
-  throw new AppError(503, "unavailable", "The instance kept changing; try again.");
+        ref,
+        createdAt: now,
+        updatedAt: now,
+        plan: entitlement.plan,
+      } as Instance,
+    });
+  });
 }
 
 export interface DeprovisionRequest {
@@ -236,66 +245,58 @@ export interface DeprovisionRequest {
 }
 
 /**
- * Starts deprovisioning (superseding a provision in flight), or returns the instance when it is
+ * Starts deprovisioning (superseding whatever operation runs), or returns the instance when it is
  * already being deleted or deleted (idempotent). 404 when there is no instance.
  */
 export async function requestDeprovision(
   services: Services,
   req: DeprovisionRequest,
-  ctx?: InvocationContext,
+  ctx: InvocationContext,
 ): Promise<Instance> {
-  for (let round = 0; round < MAX_ROUNDS; round++) {
+  return retryStart(async () => {
     const existing = await getInstance(services, req.org, req.ref);
     if (!existing) throw notFound("This project has no Grafana instance.");
-    const now = services.clock.now();
-    if (existing.state === "Deleted") return existing;
-    if (existing.state === "Deleting" && existing.operation === "deprovision") {
-      if (isStuck(existing, now) && (await redrive(services, existing))) {
-        return (await getInstance(services, req.org, req.ref)) ?? existing;
-      }
-      return existing;
-    }
-    const instance: Instance = {
-      ...existing,
-      state: "Deleting",
-      operationId: randomUUID(),
-      operation: "deprovision",
-      step: FIRST_STEP.deprovision,
-      attempts: 0,
-      failures: 0,
-      operationStartedAt: now,
-      operationReason: req.reason,
-      nextRunAt: now,
-      requestedBy: req.userId ?? existing.requestedBy,
-      lastError: undefined,
-      updatedAt: now,
-    };
-    let saved: Instance;
-    try {
-      saved = await saveInstance(services, instance);
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-    await dispatchProvisioning(services, currentMessage(saved));
-    if (ctx)
-      logEvent(ctx, "info", "deprovisioning requested", {
-        event: "provisioning.step",
-        operationId: saved.operationId,
-        ref: saved.ref,
-        org: saved.org,
-        step: saved.step,
-        attempt: 0,
-        durationMs: 0,
-        operation: "deprovision",
-        state: saved.state,
-        outcome: "requested",
-        reason: req.reason,
-      });
-    if (ctx) await afterLeavingLive({ services, ctx }, existing, saved);
-    return saved;
+    const decision = decideStart(existing, "deprovision");
+    if (decision.kind !== "start") return currentOrRedriven(services, existing);
+    return begin(services, ctx, existing, "deprovision", {
+      afterFailure: false,
+      reason: req.reason,
+      patch: { requestedBy: req.userId ?? existing.requestedBy },
+    });
+  });
+}
+
+export interface ReplacementRequest {
+  operation: "upgrade" | "heal";
+  /** Why: `rollout:<id>`, `unresponsive`, `vm_missing`, `operator`, … */
+  reason: string;
+  /** The template spec version to deploy (unset: the configured one). */
+  templateSpecId?: string | undefined;
+}
+
+/**
+ * Starts replacing the host of `i` (upgrade or heal) from the row as read, in one attempt:
+ * undefined when the lifecycle refuses it or the row moved meanwhile (the caller looks again
+ * next time). The data disk stays; see the lifecycle.
+ */
+export async function startReplacement(
+  services: Services,
+  ctx: InvocationContext,
+  i: Instance,
+  req: ReplacementRequest,
+): Promise<Instance | undefined> {
+  const decision = decideStart(i, req.operation);
+  if (decision.kind !== "start") return undefined;
+  try {
+    return await begin(services, ctx, i, req.operation, {
+      afterFailure: decision.afterFailure,
+      reason: req.reason,
+      patch: { templateSpecId: req.templateSpecId },
+    });
+  } catch (err) {
+    if (err instanceof RowMovedError) return undefined;
+    throw err;
   }
-  throw new AppError(503, "unavailable", "The instance kept changing; try again.");
 }
 
 /**
@@ -353,23 +354,28 @@ export async function rotateGrafanaPassword(
     );
   }
 
-  for (let round = 0; round < MAX_ROUNDS; round++) {
-    try {
+  let first = true;
+  await retryOnConflict(
+    async () => {
+      if (!first) {
+        const reread = await getInstance(services, org, ref);
+        if (!reread || reread.state !== "Running") {
+          throw conflict("The instance changed while the password was being set.");
+        }
+        current = reread;
+      }
+      first = false;
       await saveInstance(services, {
         ...current,
         passwordSecret: await encryptPassword(services, org, ref, next),
         pendingPasswordSecret: undefined,
         updatedAt: services.clock.now(),
       });
-      return next;
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-      const reread = await getInstance(services, org, ref);
-      if (!reread || reread.state !== "Running") {
-        throw conflict("The instance changed while the password was being set.");
-      }
-      current = reread;
-    }
-  }
-  throw new AppError(503, "unavailable", "The new password could not be saved; try again.");
+    },
+    {
+      exhausted: () =>
+        new AppError(503, "unavailable", "The new password could not be saved; try again."),
+    },
+  );
+  return next;
 }

@@ -1,29 +1,36 @@
 /**
- * The provisioning consumer: runs the current step of an instance's operation and persists its
- * outcome before sending the message of what comes next.
+ * The provisioning consumer: runs the current step of an instance's operation, turns its result
+ * into a transition with the lifecycle's pure `next` (../instances/lifecycle.ts), saves that
+ * (etag-conditionally) and only then sends the message of what comes next and runs the
+ * transition's follow-ups.
  *
  * Convergence under crashes and redelivery: a message that is not the row's current
  * (operation, step, attempt) is stale; the consumer then re-sends the message of the current
- * position (the queue drops it as a duplicate if it was sent) and completes. So a crash between
- * "persist" and "send" heals on the redelivery, and a crash anywhere else re-runs an idempotent
- * step. Waits are scheduled messages; transient failures back off exponentially (honouring
- * Retry-After) within the operation's budget of failures and wall time, then the instance is
- * `Failed` with a readable `lastError`.
+ * position (the queue drops it as a duplicate if it was sent) and completes. Follow-ups are saved
+ * with the transition and cleared once done, so a crash between "save" and "follow up" is healed
+ * by the next delivery. A crash anywhere else re-runs an idempotent step.
  */
 import type { InvocationContext } from "@azure/functions";
 
-import { describeFailure, truncate, type FailureInfo } from "../azure/errors.js";
-import { syncSubscriptionQuantity } from "../billing/subscription.js";
-import { requestGatewaySync, ROUTABLE_STATES } from "../gateway/consumer.js";
+import { describeFailure } from "../azure/errors.js";
 import {
-  getInstance,
-  saveInstance,
-  type Instance,
-  type InstanceState,
-} from "../instances/store.js";
+  deadLetterMessage,
+  failWith,
+  next,
+  overBudget,
+  STEP_IDS,
+  type Limits,
+  type StepId,
+  type StepResult,
+  type Transition,
+} from "../instances/lifecycle.js";
+import type { Instance } from "../instances/model.js";
+import { getInstance, saveInstance } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
-import { retryDelayMs } from "./backoff.js";
+import { deadLetterInfo } from "../dead-letters.js";
+import { logEvent } from "../telemetry.js";
+import { runPendingFollowUps } from "./follow-ups.js";
 import { logStep, redact, type StepLogFields } from "./log.js";
 import {
   bodyAsJson,
@@ -32,12 +39,7 @@ import {
   provisioningMessageSchema,
   type ProvisioningMessage,
 } from "./messages.js";
-import { STEPS, type StepEnv, type StepResult } from "./steps.js";
-import { deadLetterInfo } from "../dead-letters.js";
-import { logEvent } from "../telemetry.js";
-
-export const TERMINAL_STATES: readonly InstanceState[] = ["Running", "Deleted", "Failed"];
-export const isTerminal = (s: InstanceState) => TERMINAL_STATES.includes(s);
+import { STEPS, type StepEnv } from "./steps.js";
 
 export type MessageOutcome = "invalid" | "superseded" | "finished" | "stale" | StepResult["kind"];
 
@@ -50,6 +52,18 @@ export class RowMovedError extends Error {
     this.name = "RowMovedError";
   }
 }
+
+export function limitsOf(services: Services): Limits {
+  const c = services.config;
+  return {
+    pollMs: c.PROVISION_POLL_SECONDS * 1000,
+    maxFailures: c.PROVISION_MAX_ATTEMPTS,
+    budgetMs: c.PROVISION_BUDGET_MINUTES * 60_000,
+    random: Math.random,
+  };
+}
+
+const isStep = (s: string): s is StepId => (STEP_IDS as readonly string[]).includes(s);
 
 function fields(
   i: Instance,
@@ -85,7 +99,7 @@ export async function handleProvisioningMessage(
   const m = parsed.data;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const started = performance.now();
-    const instance = await getInstance(services, m.org, m.ref);
+    let instance = await getInstance(services, m.org, m.ref);
     if (!instance || instance.operationId !== m.operationId) {
       logEvent(ctx, "info", "provisioning message superseded", {
         event: "provisioning.step",
@@ -99,11 +113,18 @@ export async function handleProvisioningMessage(
       });
       return "superseded";
     }
-    if (isTerminal(instance.state)) {
+    // Follow-ups a crash left behind run first (they are idempotent).
+    if (instance.pendingFollowUps) {
+      const after = await runPendingFollowUps(services, ctx, instance);
+      if (!after) continue;
+      instance = after;
+    }
+    const step = instance.step;
+    if (!isStep(step)) {
       logStep(ctx, "info", "operation already finished", fields(instance, m, started, "finished"));
       return "finished";
     }
-    if (instance.step !== m.step || instance.attempts !== m.attempt) {
+    if (step !== m.step || instance.attempts !== m.attempt) {
       // Stale (a duplicate, or a redelivery after the next step was persisted): make sure the
       // current step has its message; the queue drops it if it was already sent.
       await dispatchProvisioning(services, currentMessage(instance), instance.nextRunAt);
@@ -116,15 +137,12 @@ export async function handleProvisioningMessage(
 
     const env = makeEnv(services, ctx, instance);
     let result: StepResult;
-    const budget = overBudget(services, instance);
+    const budget = overBudget(instance, services.clock.now(), limitsOf(services));
     if (budget) {
       result = { kind: "fail", message: budget };
     } else {
-      const step = STEPS[instance.step];
       try {
-        result = step
-          ? await step(env)
-          : { kind: "fail", message: `Unknown step "${instance.step}".` };
+        result = await STEPS[step](env);
       } catch (err) {
         if (err instanceof RowMovedError) continue; // the row moved under us: look again
         const info = describeFailure(err);
@@ -139,12 +157,14 @@ export async function handleProvisioningMessage(
           throw err;
         }
         result = info.transient
-          ? { kind: "retry", error: info }
+          ? { kind: "retry", error: { message: info.message, retryAfterMs: info.retryAfterMs } }
           : { kind: "fail", message: info.message };
       }
     }
+    const redacted = redactResult(result, env.secrets);
+    const transition = next(env.instance, redacted, services.clock.now(), limitsOf(services));
     try {
-      await apply(env, m, result, started);
+      await apply(env, transition, (outcome) => fields(env.instance, m, started, outcome));
       return result.kind;
     } catch (err) {
       if (err instanceof RowMovedError) continue;
@@ -154,6 +174,13 @@ export async function handleProvisioningMessage(
   throw new Error("the instance kept changing while its step ran; the message will be redelivered");
 }
 
+function redactResult(result: StepResult, secrets: readonly string[]): StepResult {
+  if (result.kind === "retry")
+    return { ...result, error: { ...result.error, message: redact(result.error.message, secrets) } };
+  if (result.kind === "fail") return { ...result, message: redact(result.message, secrets) };
+  return result;
+}
+
 function makeEnv(services: Services, ctx: InvocationContext, instance: Instance): StepEnv {
   const env: StepEnv = {
     services,
@@ -161,200 +188,99 @@ function makeEnv(services: Services, ctx: InvocationContext, instance: Instance)
     instance,
     attempt: instance.attempts,
     secrets: [],
-    async save(patch) {
-      try {
-        env.instance = await saveInstance(services, {
-          ...env.instance,
-          ...patch,
-          updatedAt: services.clock.now(),
-        });
-      } catch (err) {
-        // Only a lost race on the row itself; a 409/412 from Azure is an Azure failure.
-        if (isConflict(err)) throw new RowMovedError();
-        throw err;
-      }
+    async record(patch) {
+      env.instance = await saveOrMoved(services, {
+        ...env.instance,
+        ...patch,
+        updatedAt: services.clock.now(),
+      });
       return env.instance;
     },
   };
   return env;
 }
 
-/** A readable reason when the operation has used up its budget, else undefined. */
-function overBudget(services: Services, i: Instance): string | undefined {
-  const c = services.config;
-  const elapsed = services.clock.now().getTime() - i.operationStartedAt.getTime();
-  if (elapsed <= c.PROVISION_BUDGET_MINUTES * 60_000) return undefined;
-  const what = i.operation === "deprovision" ? "Deprovisioning" : "Provisioning";
-  const last = i.lastError ? ` Last error: ${i.lastError}` : "";
-  return truncate(
-    `${what} did not finish within ${c.PROVISION_BUDGET_MINUTES} minutes.${last}`,
-    500,
-  );
+/** Saves the row etag-conditionally; a lost race on the row itself is a RowMovedError. */
+async function saveOrMoved(services: Services, instance: Instance): Promise<Instance> {
+  try {
+    return await saveInstance(services, instance);
+  } catch (err) {
+    // Only a lost race on the row itself; a 409/412 from Azure is an Azure failure.
+    if (isConflict(err)) throw new RowMovedError();
+    throw err;
+  }
+}
+
+/**
+ * Applies a transition: saves its patch with its follow-ups marked pending, sends the message of
+ * the next position, then runs the follow-ups (which clears them).
+ */
+export async function applyTransition(
+  services: Services,
+  ctx: InvocationContext,
+  before: Instance,
+  transition: Pick<Transition, "patch" | "dispatchAt" | "followUps">,
+): Promise<Instance> {
+  let saved = await saveOrMoved(services, {
+    ...before,
+    ...transition.patch,
+    pendingFollowUps: transition.followUps.length ? transition.followUps.join(",") : undefined,
+  });
+  if (transition.dispatchAt) {
+    await dispatchProvisioning(services, currentMessage(saved), transition.dispatchAt);
+  }
+  if (saved.pendingFollowUps) saved = (await runPendingFollowUps(services, ctx, saved)) ?? saved;
+  return saved;
 }
 
 async function apply(
   env: StepEnv,
-  m: ProvisioningMessage,
-  result: StepResult,
-  started: number,
+  transition: Transition,
+  log: (outcome: string) => StepLogFields,
 ): Promise<void> {
   const { services, ctx } = env;
-  const i = env.instance;
-  const now = services.clock.now();
-  const pollMs = services.config.PROVISION_POLL_SECONDS * 1000;
-  const log = (outcome: string) => fields(i, m, started, outcome);
-
-  switch (result.kind) {
-    case "advance": {
-      const delay = result.delayMs ?? 0;
-      const saved = await env.save({
-        ...result.patch,
-        state: result.state,
-        step: result.step,
-        attempts: 0,
-        nextRunAt: new Date(now.getTime() + delay),
-        lastError: undefined,
-      });
-      await dispatchProvisioning(services, currentMessage(saved), saved.nextRunAt);
+  const before = env.instance;
+  const saved = await applyTransition(services, ctx, before, transition);
+  const now = services.clock.now().getTime();
+  const delayMs = transition.dispatchAt ? transition.dispatchAt.getTime() - now : undefined;
+  switch (transition.outcome) {
+    case "advanced":
       logStep(ctx, "info", "provisioning step done", {
         ...log("advanced"),
         state: saved.state,
         nextStep: saved.step,
-        delayMs: delay,
+        ...(delayMs !== undefined ? { delayMs } : {}),
       });
       return;
-    }
-    case "wait": {
-      const delay = result.delayMs ?? pollMs;
-      const saved = await env.save({
-        attempts: i.attempts + 1,
-        nextRunAt: new Date(now.getTime() + delay),
-      });
-      await dispatchProvisioning(services, currentMessage(saved), saved.nextRunAt);
-      logStep(ctx, "info", `provisioning step waiting: ${result.why}`, {
+    case "waiting":
+      logStep(ctx, "info", "provisioning step waiting", {
         ...log("waiting"),
-        delayMs: delay,
+        ...(delayMs !== undefined ? { delayMs } : {}),
       });
       return;
-    }
-    case "retry": {
-      const failures = (i.failures ?? 0) + 1;
-      const message = redact(result.error.message, env.secrets);
-      if (failures >= services.config.PROVISION_MAX_ATTEMPTS) {
-        await fail(
-          env,
-          m,
-          started,
-          truncate(`Gave up after ${failures} failed attempts. Last error: ${message}`, 500),
-        );
-        return;
-      }
-      const delay = retryDelayMs(failures, {
-        baseMs: pollMs,
-        retryAfterMs: result.error.retryAfterMs,
-      });
-      const saved = await env.save({
-        attempts: i.attempts + 1,
-        failures,
-        nextRunAt: new Date(now.getTime() + delay),
-        lastError: message,
-      });
-      await dispatchProvisioning(services, currentMessage(saved), saved.nextRunAt);
+    case "retrying":
       logStep(ctx, "warn", "provisioning step will be retried", {
         ...log("retrying"),
-        delayMs: delay,
-        error: message,
+        ...(delayMs !== undefined ? { delayMs } : {}),
+        ...(saved.lastError ? { error: saved.lastError } : {}),
       });
       return;
-    }
-    case "complete": {
-      const saved = await env.save({
-        ...result.patch,
-        state: result.state,
-        step: "done",
-        attempts: 0,
-        nextRunAt: undefined,
-        lastError: undefined,
-      });
-      logStep(ctx, "info", result.state === "Running" ? "instance running" : "instance deleted", {
-        ...log(result.state === "Running" ? "running" : "deleted"),
+    case "completed":
+      logStep(ctx, "info", saved.state === "Running" ? "instance running" : "instance deleted", {
+        ...log(saved.state === "Running" ? "running" : "deleted"),
         state: saved.state,
-        // The whole operation, request to end: the provision/deprovision duration metric.
-        operationDurationMs: now.getTime() - i.operationStartedAt.getTime(),
+        // The whole operation, request to end: the operation duration metric.
+        operationDurationMs: now - before.operationStartedAt.getTime(),
       });
-      if (result.state === "Deleted") await afterLeavingLive(env, i, saved);
       return;
-    }
-    case "fail":
-      await fail(env, m, started, redact(result.message, env.secrets));
-      return;
-  }
-}
-
-async function fail(
-  env: StepEnv,
-  m: ProvisioningMessage,
-  started: number,
-  message: string,
-): Promise<void> {
-  const before = env.instance;
-  const saved = await env.save({
-    state: "Failed",
-    step: "failed",
-    attempts: 0,
-    nextRunAt: undefined,
-    lastError: truncate(message, 500),
-  });
-  logStep(env.ctx, "error", "operation failed", {
-    ...fields(before, m, started, "failed"),
-    state: "Failed",
-    error: saved.lastError,
-    operationDurationMs: env.services.clock.now().getTime() - before.operationStartedAt.getTime(),
-  });
-  await afterLeavingLive(env, before, saved);
-}
-
-/** Best-effort follow-ups of an instance that stops serving: gateway route, billing quantity. */
-export async function afterLeavingLive(
-  env: Pick<StepEnv, "services" | "ctx">,
-  before: Instance,
-  after: Instance,
-): Promise<void> {
-  const { services, ctx } = env;
-  if (
-    before.privateIp &&
-    ROUTABLE_STATES.includes(before.state) &&
-    !ROUTABLE_STATES.includes(after.state)
-  ) {
-    await requestGatewaySync(services, `unroute ${after.ref}`).catch((err: unknown) => {
-      logEvent(ctx, "warn", "could not request a gateway update", {
-        event: "provisioning.gateway_request_failed",
-        ref: after.ref,
-        error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
+    case "failed":
+      logStep(ctx, "error", "operation failed", {
+        ...log("failed"),
+        state: "Failed",
+        ...(saved.lastError ? { error: saved.lastError } : {}),
+        operationDurationMs: now - before.operationStartedAt.getTime(),
       });
-    });
-  }
-  if (after.plan === "paid") await syncBilling(services, ctx, after.org);
-}
-
-export async function syncBilling(
-  services: Services,
-  ctx: InvocationContext,
-  org: string,
-): Promise<void> {
-  try {
-    await syncSubscriptionQuantity(services, org);
-  } catch (err) {
-    logEvent(
-      ctx,
-      "warn",
-      "could not sync the subscription quantity (the billing reconciliation will)",
-      {
-        event: "provisioning.billing_sync_failed",
-        org,
-        error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
-      },
-    );
+      return;
   }
 }
 
@@ -378,7 +304,6 @@ export async function handleProvisioningDeadLetter(
   }
   const m = parsed.data;
   for (let round = 0; round < MAX_ROUNDS; round++) {
-    const started = performance.now();
     const instance = await getInstance(services, m.org, m.ref);
     const base = {
       event: "provisioning.dead_letter",
@@ -390,7 +315,7 @@ export async function handleProvisioningDeadLetter(
       deadLetterReason,
       deadLetterDescription,
     };
-    if (!instance || instance.operationId !== m.operationId || isTerminal(instance.state)) {
+    if (!instance || instance.operationId !== m.operationId || !isStep(instance.step)) {
       logEvent(
         ctx,
         "warn",
@@ -399,14 +324,12 @@ export async function handleProvisioningDeadLetter(
       );
       return "ignored";
     }
-    const env = makeEnv(services, ctx, instance);
-    const what = instance.operation === "deprovision" ? "Deprovisioning" : "Provisioning";
     try {
-      await fail(
-        env,
-        m,
-        started,
-        `${what} stopped after repeated internal errors at step "${instance.step}". Try again; if it keeps failing, contact support.`,
+      await applyTransition(
+        services,
+        ctx,
+        instance,
+        failWith(instance, deadLetterMessage(instance), services.clock.now()),
       );
     } catch (err) {
       if (err instanceof RowMovedError) continue;
@@ -417,5 +340,3 @@ export async function handleProvisioningDeadLetter(
   }
   throw new Error("the instance kept changing; the dead letter will be redelivered");
 }
-
-export type { FailureInfo };

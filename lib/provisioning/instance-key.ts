@@ -15,7 +15,7 @@
  */
 import type { InvocationContext } from "@azure/functions";
 
-import type { Instance, KeyKind } from "../instances/store.js";
+import type { Instance, KeyKind } from "../instances/model.js";
 import type { Services } from "../services.js";
 import { supabaseFor, type ProjectApiKey } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";

@@ -12,7 +12,8 @@ import type { InvocationContext } from "@azure/functions";
 
 import { runGrafanaHostScript } from "../azure/arm.js";
 import { AppError, conflict, notFound } from "../errors.js";
-import { getInstance, saveInstance, type Instance } from "../instances/store.js";
+import { getInstance, saveInstance } from "../instances/store.js";
+import type { Instance } from "../instances/model.js";
 import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
 import { supabaseFor } from "../supabase/client.js";

@@ -10,7 +10,7 @@
 import { z } from "zod";
 
 import { projectRefSchema } from "../http.js";
-import type { Instance } from "../instances/store.js";
+import type { Instance } from "../instances/model.js";
 import type { Services } from "../services.js";
 
 export const provisioningMessageSchema = z.object({

@@ -1,10 +1,9 @@
 /**
- * The steps of the two operations. Each step is idempotent and runs only when the instance row
- * says it is the current one; the engine (./engine.ts) persists the outcome before it sends the
- * message of the next step.
- *
- * provision:   cleanup? -> deploy -> await-deployment -> configure -> verify -> (Running)
- * deprovision: drain -> delete-resources -> (Deleted)
+ * The steps of the lifecycle's operations (see ../instances/lifecycle.ts for the table). Each step
+ * is idempotent, runs only when the instance row says it is the current one, and only decides:
+ * it returns a `StepResult`, and the engine (./engine.ts) turns that into the row's next state.
+ * The one write a step makes itself is `record`: an intent that must be durable before a side
+ * effect (the deployment PUT), never the state.
  *
  * Side effects are idempotent by construction: the deployment has a fixed name and carries the
  * operation id as a tag, and its PUT is sent once per operation (see `deploy`), the DNS
@@ -22,6 +21,7 @@ import {
   isActiveDeployment,
   isVm,
   listTaggedResources,
+  type TaggedResource,
   putDeployment,
   readVmPrivateIp,
   startDelete,
@@ -29,7 +29,7 @@ import {
   vmNameFor,
 } from "../azure/arm.js";
 import { ARM_REQUEST_TIMEOUT_MS } from "../azure/clients.js";
-import { armStatus, type FailureInfo } from "../azure/errors.js";
+import { armStatus } from "../azure/errors.js";
 import { isValidIpv4 } from "../gateway/nginx.js";
 import {
   GATEWAY_COALESCE_MS,
@@ -38,8 +38,9 @@ import {
 } from "../gateway/consumer.js";
 import { readGatewayState } from "../gateway/state.js";
 import type { GrafanaHostInput } from "../grafana-host/index.js";
-import type { Instance, InstanceState } from "../instances/store.js";
-import { sendMail } from "../mail.js";
+import { hostVersionOf } from "../grafana-host/versions.js";
+import type { StepId, StepResult } from "../instances/lifecycle.js";
+import type { Instance } from "../instances/model.js";
 import type { Services } from "../services.js";
 import { supabaseFor } from "../supabase/client.js";
 import {
@@ -62,82 +63,127 @@ import {
 export interface StepEnv {
   services: Services;
   ctx: InvocationContext;
-  /** The row as last read or saved (with its etag); `save` keeps it current. */
+  /** The row as last read or saved (with its etag); `record` keeps it current. */
   instance: Instance;
   /** Attempt of the current step (0 = first). */
   attempt: number;
-  /** Etag-conditional save of a patch of the row (412 if it moved). */
-  save(patch: Partial<Instance>): Promise<Instance>;
+  /**
+   * Etag-conditional save of an intent that must be durable before a side effect (a lost race
+   * throws; the engine reads the row again). Never the state: that is the lifecycle's.
+   */
+  record(patch: Omit<Partial<Instance>, "state" | "step" | "attempts" | "operationId">): Promise<Instance>;
   /** Secrets met during the step; they are redacted from anything stored or logged. */
   secrets: string[];
 }
-
-export type StepResult =
-  /** Move on; the next step's message is sent (after `delayMs`). */
-  | {
-      kind: "advance";
-      state: InstanceState;
-      step: string;
-      patch?: Partial<Instance>;
-      delayMs?: number;
-    }
-  /** Expected waiting (a deployment running, a delete in progress): poll again, not a failure. */
-  | { kind: "wait"; why: string; delayMs?: number }
-  /** A transient failure: retry with backoff, within the operation's budget. */
-  | { kind: "retry"; error: FailureInfo }
-  | { kind: "complete"; state: "Running" | "Deleted"; patch?: Partial<Instance> }
-  | { kind: "fail"; message: string };
 
 export type Step = (env: StepEnv) => Promise<StepResult>;
 
 /** How long Verifying probes Grafana through the gateway before giving up. */
 export const VERIFY_WINDOW_MS = 15 * 60_000;
-/** Verifying re-requests a gateway push every this many probes (a lost push heals). */
+/** Verifying and unrouting re-request a gateway push every this many polls (a lost push heals). */
 const GATEWAY_NUDGE_EVERY = 5;
+/** Unrouting waits at most this long for the gateway to confirm; the host goes regardless. */
+export const UNROUTE_MAX_WAIT_MS = 3 * 60_000;
 
 const pollMs = (services: Services) => services.config.PROVISION_POLL_SECONDS * 1000;
 
-const transient = (message: string): StepResult => ({
-  kind: "retry",
-  error: { transient: true, unexpected: false, message },
-});
+const transient = (message: string): StepResult => ({ kind: "retry", error: { message } });
 
-// ----- shared ------------------------------------------------------------------------------
+// ----- removing resources ------------------------------------------------------------------
+
+const lower = (s: string) => s.toLowerCase();
+const isDataDiskOf = (r: TaggedResource) =>
+  lower(r.type) === "microsoft.compute/disks" && lower(r.name) === lower(dataDiskName(r.ref));
+const isSnapshotResource = (r: TaggedResource) => lower(r.type) === "microsoft.compute/snapshots";
+
+export interface Removal {
+  /** Nothing of what was to go is left. */
+  done: boolean;
+  /** What it waits for, when not done. */
+  why: string;
+  /** Deletes this call started (resources it found and asked ARM to delete). */
+  deletesStarted: number;
+  /** Failures of single resources; the others were still tried. */
+  errors: string[];
+}
 
 /**
- * Removes everything of the project's Grafana host: waits for a running deployment, deletes the
- * VMs first (a NIC or disk cannot go while attached), then the rest, then the deployment record.
- * Returns "clean" when nothing is left, else what it is waiting for.
+ * Removes a project's resources, except those `keep` selects: waits for a running deployment,
+ * deletes the VMs first (a NIC or disk cannot go while attached), then the rest. Each resource
+ * fails alone: one refused or failed delete does not stop the others. Deletes of resources that
+ * are already gone succeed, so calling it again converges.
  */
-export async function sweep(services: Services, ref: string): Promise<string> {
+async function removeTagged(
+  services: Services,
+  ref: string,
+  keep: (r: TaggedResource) => boolean,
+  resources?: TaggedResource[],
+): Promise<Removal> {
+  const out: Removal = { done: false, why: "", deletesStarted: 0, errors: [] };
   const deployment = await getDeployment(services, ref);
-  if (isActiveDeployment(deployment)) return "a deployment of this project is still running";
-
-  let resources = await listTaggedResources(services, ref);
-  const vms = resources.filter(isVm);
-  if (vms.length > 0) {
-    for (const vm of vms) await startDelete(services, vm);
-    resources = await listTaggedResources(services, ref);
-    if (resources.some(isVm)) return "deleting the VM";
+  if (isActiveDeployment(deployment)) {
+    out.why = "a deployment of this project is still running";
+    return out;
   }
-  if (resources.length > 0) {
-    for (const r of resources) {
-      try {
-        await startDelete(services, r);
-      } catch (err) {
-        // Still attached to a VM that is being deleted: the next poll retries.
-        const s = armStatus(err);
-        if (s !== 400 && s !== 409) throw err;
-      }
+  const start = async (r: TaggedResource, attachedIsExpected: boolean) => {
+    try {
+      await startDelete(services, r);
+      out.deletesStarted += 1;
+    } catch (err) {
+      // Still attached to a VM that is being deleted: the next poll retries.
+      const s = armStatus(err);
+      if (attachedIsExpected && (s === 400 || s === 409)) return;
+      out.errors.push(`${r.name}: ${err instanceof Error ? err.message.slice(0, 160) : "failed"}`);
     }
-    resources = await listTaggedResources(services, ref);
-    if (resources.length > 0) return "deleting the NIC and disks";
+  };
+  let found = (resources ?? (await listTaggedResources(services, ref))).filter((r) => !keep(r));
+  const vms = found.filter(isVm);
+  if (vms.length > 0) {
+    for (const vm of vms) await start(vm, false);
+    found = (await listTaggedResources(services, ref)).filter((r) => !keep(r));
+    if (found.some(isVm)) {
+      out.why = "deleting the VM";
+      return out;
+    }
   }
-  if (deployment) {
-    if ((await deleteDeployment(services, ref)) === "active")
-      return "a deployment of this project is still running";
+  if (found.length > 0) {
+    for (const r of found) await start(r, true);
+    found = (await listTaggedResources(services, ref)).filter((r) => !keep(r));
+    if (found.length > 0) {
+      out.why = "deleting the NIC and disks";
+      return out;
+    }
   }
-  return "clean";
+  out.done = out.errors.length === 0;
+  if (!out.done) out.why = out.errors.join("; ");
+  return out;
+}
+
+/** Removes the host (VM, NIC, OS disk) and keeps the data disk and its snapshots. */
+export const removeHost = (services: Services, ref: string) =>
+  removeTagged(services, ref, (r) => isDataDiskOf(r) || isSnapshotResource(r));
+
+/**
+ * Removes everything of a project (data disk and snapshots included) and the deployment
+ * record. `resources`: what a caller already listed (the reconciler lists once for all refs).
+ */
+export async function removeAllResources(
+  services: Services,
+  ref: string,
+  resources?: TaggedResource[],
+): Promise<Removal> {
+  const removal = await removeTagged(services, ref, () => false, resources);
+  if (!removal.done) return removal;
+  if ((await deleteDeployment(services, ref)) === "active") {
+    return { ...removal, done: false, why: "a deployment of this project is still running" };
+  }
+  return removal;
+}
+
+function removalResult(removal: Removal): StepResult {
+  if (removal.done) return { kind: "done" };
+  if (removal.errors.length > 0) return transient(`Could not delete ${removal.why}`);
+  return { kind: "wait", why: removal.why };
 }
 
 /** The e-mail address of whoever asked for the operation, when Supabase knows it. */
@@ -159,36 +205,10 @@ async function requesterEmail(env: StepEnv): Promise<string | undefined> {
   }
 }
 
-async function notify(
-  env: StepEnv,
-  template: "instanceReady" | "instanceDeleted",
-  data: Record<string, string>,
-): Promise<void> {
-  const i = env.instance;
-  const email = await requesterEmail(env);
-  if (!email) return;
-  try {
-    await sendMail(env.services, template, email, data, `${template}:${i.operationId}`);
-  } catch (err) {
-    logEvent(env.ctx, "warn", "could not send the e-mail", {
-      event: "provisioning.email_failed",
-      template,
-      operationId: i.operationId,
-      ref: i.ref,
-      org: i.org,
-      error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
-    });
-  }
-}
-
 // ----- provision ---------------------------------------------------------------------------
 
-/** After a failed attempt: remove what it left behind before deploying again. */
-const cleanup: Step = async (env) => {
-  const status = await sweep(env.services, env.instance.ref);
-  if (status !== "clean") return { kind: "wait", why: status };
-  return { kind: "advance", state: "Requested", step: "deploy" };
-};
+/** After a failed attempt: remove the host it left behind (the data disk stays). */
+const cleanup: Step = async (env) => removalResult(await removeHost(env.services, env.instance.ref));
 
 function smtpSettings(services: Services): GrafanaHostInput["smtp"] {
   const c = services.config;
@@ -227,21 +247,22 @@ const deploy: Step = async (env) => {
   let i = env.instance;
 
   const existing = await getDeployment(services, i.ref);
-  const next = {
-    kind: "advance" as const,
-    state: "Deploying" as const,
-    step: "await-deployment",
+  const templateSpecId = i.templateSpecId ?? services.config.GRAFANA_TEMPLATE_SPEC_ID;
+  const done = (patch: Partial<Instance> = {}): StepResult => ({
+    kind: "done",
     patch: {
       deploymentName: deploymentName(i.ref),
       deploymentId: deploymentId(services, i.ref),
       vmName: vmNameFor(i.ref),
+      pendingHostVersion: hostVersionOf(templateSpecId),
       deploymentRequestOperationId: undefined,
       deploymentRequestedAt: undefined,
+      ...patch,
     },
     delayMs: pollMs(services),
-  };
+  });
   // This operation's PUT went through (it may even have ended): adopt it, never PUT twice.
-  if (existing?.operationId === i.operationId) return next;
+  if (existing?.operationId === i.operationId) return done();
   if (isActiveDeployment(existing))
     return { kind: "wait", why: "an earlier deployment of this project is still running" };
   const now = services.clock.now();
@@ -253,6 +274,22 @@ const deploy: Step = async (env) => {
         why: "the deployment request of this operation is in flight",
         delayMs: Math.min(pollMs(services), DEPLOYMENT_REQUEST_GRACE_MS - age),
       };
+    }
+  }
+
+  // A replaced host attaches the data disk its predecessor used; when that disk is gone, the
+  // newest snapshot of it is restored (the template creates the disk from it).
+  let restoreFrom: string | undefined;
+  if (i.operation === "upgrade" || i.operation === "heal") {
+    if (!(await getDataDisk(services, i.ref))) {
+      restoreFrom = (await listSnapshots(services, i.ref))[0]?.id;
+      logEvent(env.ctx, "warn", "the data disk is gone; restoring it", {
+        event: "provisioning.data_disk_missing",
+        operationId: i.operationId,
+        ref: i.ref,
+        org: i.org,
+        snapshot: restoreFrom ?? "none: an empty disk is created",
+      });
     }
   }
 
@@ -272,7 +309,6 @@ const deploy: Step = async (env) => {
   // inside the @secure() cloudInit parameter; the row keeps its id.
   const key = await mintOrReuseKey(services, i, keyNameFor(i.operationId), i.keyId);
   env.secrets.push(key.value);
-  const serviceKey = key.value;
   const email = await requesterEmail(env);
 
   // Loaded here: only this step renders host documents (and needs the YAML library).
@@ -282,7 +318,7 @@ const deploy: Step = async (env) => {
     cloudInit = renderCloudInit({
       ref: i.ref,
       domain: services.config.GRAFANA_DOMAIN,
-      serviceRoleKey: serviceKey,
+      serviceRoleKey: key.value,
       grafanaAdminPassword: password,
       gatewayPrivateIp: services.config.GATEWAY_PRIVATE_IP,
       alertEmails: email ? [email] : [],
@@ -298,8 +334,7 @@ const deploy: Step = async (env) => {
 
   // The intent, persisted before the side effect (a lost race throws RowMovedError: the engine
   // reads the row again and this step then adopts or waits).
-  i = await env.save({
-    state: "Deploying",
+  i = await env.record({
     ...(passwordSecret ? { passwordSecret } : {}),
     keyId: key.id,
     keyKind: key.kind,
@@ -314,11 +349,12 @@ const deploy: Step = async (env) => {
       ref: i.ref,
       org: i.org,
       operationId: i.operationId,
-      templateSpecId: services.config.GRAFANA_TEMPLATE_SPEC_ID,
+      templateSpecId,
       vmSize: services.config.GRAFANA_VM_SIZE,
       cloudInit,
       subnetId: services.config.GRAFANA_SUBNET_ID,
       adminSshPublicKey: services.config.GRAFANA_ADMIN_SSH_PUBLIC_KEY,
+      ...(restoreFrom ? { dataDiskSnapshotId: restoreFrom } : {}),
     });
   } catch (err) {
     // The request is over: whatever it did, the next attempt's GET shows it.
@@ -330,12 +366,12 @@ const deploy: Step = async (env) => {
     await settleRequest(env);
     return { kind: "wait", why: "an earlier deployment of this project is still running" };
   }
-  return next;
+  return done(restoreFrom ? { restoredFromSnapshot: restoreFrom } : {});
 };
 
 /** Clears the recorded deployment request once its PUT has returned. */
 async function settleRequest(env: StepEnv): Promise<void> {
-  await env.save({ deploymentRequestOperationId: undefined, deploymentRequestedAt: undefined });
+  await env.record({ deploymentRequestOperationId: undefined, deploymentRequestedAt: undefined });
 }
 
 const awaitDeployment: Step = async (env) => {
@@ -345,8 +381,7 @@ const awaitDeployment: Step = async (env) => {
   if (!d || d.operationId !== i.operationId)
     return transient("The Azure deployment of this instance was not found.");
   if (isActiveDeployment(d)) return { kind: "wait", why: `deployment ${d.provisioningState}` };
-  if (d.provisioningState === "Succeeded")
-    return { kind: "advance", state: "Configuring", step: "configure" };
+  if (d.provisioningState === "Succeeded") return { kind: "done" };
   return {
     kind: "fail",
     message: `The Azure deployment failed: ${d.error ?? d.provisioningState}`,
@@ -359,8 +394,8 @@ const configure: Step = async (env) => {
   const ip = await readVmPrivateIp(services, i.ref);
   if (!ip || !isValidIpv4(ip)) return transient("The Grafana VM has no private IP address yet.");
   await upsertDnsRecord(services, i.ref);
-  // The deployment carries the row's key: a key an earlier attempt, a lost race or a failed
-  // operation minted is of no use to anyone now.
+  // The deployment carries the row's key: a key an earlier attempt, a lost race, a failed
+  // operation or the replaced host held is of no use to anyone now.
   // Best effort: the reconciler's key sweep removes what is left.
   if (i.keyKind === "dedicated" && i.keyId) {
     await pruneKeys(services, env.ctx, i, [i.keyId], KEY_DELETE_REASONS.superseded).catch(
@@ -376,43 +411,36 @@ const configure: Step = async (env) => {
       },
     );
   }
-  return {
-    kind: "advance",
-    state: "Verifying",
-    step: "verify",
-    patch: { privateIp: ip, url: instanceUrl(services, i.ref) },
-  };
+  // The private IP makes the instance routable: the transition asks the gateway to route it.
+  return { kind: "done", patch: { privateIp: ip, url: instanceUrl(services, i.ref) } };
 };
+
+/** When the gateway push that carries a change saved now is due, from now. */
+async function gatewayPushDueInMs(services: Services): Promise<number> {
+  const gateway = await readGatewayState(services);
+  const now = services.clock.now().getTime();
+  const due = Math.max(
+    now + GATEWAY_COALESCE_MS,
+    (gateway.appliedAt?.getTime() ?? 0) + MIN_PUSH_INTERVAL_MS,
+  );
+  return due - now;
+}
 
 const verify: Step = async (env) => {
   const { services } = env;
   const i = env.instance;
-  // The private IP is persisted: ask the gateway to route it, then probe through the gateway.
+  // The route was requested with the transition into Verifying. Probe first when the push that
+  // carries it is due, not before: every early probe is one more message (and one more idle
+  // turn of the project's session).
   if (env.attempt === 0) {
-    await requestGatewaySync(services, `route ${i.ref}`);
-    // Probe first when the push that carries the route is due, not before: every early probe
-    // is one more message (and one more idle turn of the project's session).
-    const gateway = await readGatewayState(services);
-    const now = services.clock.now().getTime();
-    const pushDue = Math.max(
-      now + GATEWAY_COALESCE_MS,
-      (gateway.appliedAt?.getTime() ?? 0) + MIN_PUSH_INTERVAL_MS,
-    );
     return {
       kind: "wait",
       why: "gateway update requested",
-      delayMs: pushDue - now + pollMs(services),
+      delayMs: (await gatewayPushDueInMs(services)) + pollMs(services),
     };
   }
   const status = await probe(services, healthUrl(services, i.ref));
-  if (status === 200) {
-    await notify(env, "instanceReady", {
-      projectRef: i.ref,
-      projectName: i.projectName ?? i.ref,
-      url: instanceUrl(services, i.ref),
-    });
-    return { kind: "complete", state: "Running", patch: { readyAt: services.clock.now() } };
-  }
+  if (status === 200) return { kind: "done" };
   if (env.attempt * pollMs(services) >= VERIFY_WINDOW_MS) {
     return {
       kind: "fail",
@@ -424,49 +452,69 @@ const verify: Step = async (env) => {
   return { kind: "wait", why: `probe answered ${status === 0 ? "nothing" : status}` };
 };
 
+// ----- upgrade and heal ----------------------------------------------------------------------
+
+/**
+ * Drains the route before the host goes: the operation's start made the instance unroutable
+ * and asked the gateway to converge; done once the gateway serves a config rendered after that
+ * (or after UNROUTE_MAX_WAIT_MS: the host is replaced even while the gateway is unwell).
+ */
+const unroute: Step = async (env) => {
+  const { services } = env;
+  const i = env.instance;
+  const gateway = await readGatewayState(services);
+  const now = services.clock.now().getTime();
+  if ((gateway.coveredUntil?.getTime() ?? 0) >= i.operationStartedAt.getTime()) return { kind: "done" };
+  if (now - i.operationStartedAt.getTime() >= UNROUTE_MAX_WAIT_MS) {
+    logEvent(env.ctx, "warn", "the gateway did not confirm the unroute in time; replacing anyway", {
+      event: "provisioning.unroute_unconfirmed",
+      operationId: i.operationId,
+      ref: i.ref,
+      org: i.org,
+    });
+    return { kind: "done" };
+  }
+  if (env.attempt > 0 && env.attempt % GATEWAY_NUDGE_EVERY === 0)
+    await requestGatewaySync(services, `unroute ${i.ref} (again)`);
+  return {
+    kind: "wait",
+    why: "waiting for the gateway to drop the route",
+    delayMs: env.attempt === 0 ? await gatewayPushDueInMs(services) : pollMs(services),
+  };
+};
+
+/** Deletes the VM, its NIC and OS disk; the data disk and its snapshots stay. */
+const removeHostStep: Step = async (env) =>
+  removalResult(await removeHost(env.services, env.instance.ref));
+
 // ----- deprovision -------------------------------------------------------------------------
 
-/** Stop routing first (the state is already Deleting, so the next render drops the route). */
+/** The route went with the operation's start (the state is Deleting); the DNS record goes now. */
 const drain: Step = async (env) => {
-  const i = env.instance;
-  await requestGatewaySync(env.services, `unroute ${i.ref}`);
-  await deleteDnsRecord(env.services, i.ref);
-  return { kind: "advance", state: "Deleting", step: "delete-resources" };
+  await deleteDnsRecord(env.services, env.instance.ref);
+  return { kind: "done" };
 };
 
 const deleteResources: Step = async (env) => {
   const i = env.instance;
-  const status = await sweep(env.services, i.ref);
-  if (status !== "clean") return { kind: "wait", why: status };
+  const removal = await removeAllResources(env.services, i.ref);
+  if (!removal.done) return removalResult(removal);
   // The VM is gone: revoke what it held (a failure leaves the id for the reconciler to retry).
   const keyRevoked = i.keyId
     ? await revokeKey(env.services, env.ctx, i, i.keyId, KEY_DELETE_REASONS.deprovisioned)
     : true;
   if (i.pendingKeyId)
     await revokeKey(env.services, env.ctx, i, i.pendingKeyId, KEY_DELETE_REASONS.deprovisioned);
-  await notify(env, "instanceDeleted", {
-    projectRef: i.ref,
-    projectName: i.projectName ?? i.ref,
-    reason: i.operationReason ?? "requested",
-  });
   return {
-    kind: "complete",
-    state: "Deleted",
-    patch: {
-      privateIp: undefined,
-      url: undefined,
-      deploymentId: undefined,
-      passwordSecret: undefined,
-      pendingPasswordSecret: undefined,
-      readyAt: undefined,
-      pendingKeyId: undefined,
-      ...(keyRevoked ? { keyId: undefined, keyKind: undefined, keyRotatedAt: undefined } : {}),
-    },
+    kind: "done",
+    patch: keyRevoked ? { keyId: undefined, keyKind: undefined, keyRotatedAt: undefined } : {},
   };
 };
 
-export const STEPS: Readonly<Record<string, Step>> = {
+export const STEPS: Readonly<Record<StepId, Step>> = {
   cleanup,
+  unroute,
+  "remove-host": removeHostStep,
   deploy,
   "await-deployment": awaitDeployment,
   configure,
@@ -474,10 +522,3 @@ export const STEPS: Readonly<Record<string, Step>> = {
   drain,
   "delete-resources": deleteResources,
 };
-
-/** The first step of each operation. */
-export const FIRST_STEP = {
-  provision: "deploy",
-  provisionAfterFailure: "cleanup",
-  deprovision: "drain",
-} as const;

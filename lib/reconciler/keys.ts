@@ -8,8 +8,9 @@
  */
 import type { InvocationContext } from "@azure/functions";
 
-import { getInstance, listAllInstances, saveInstance, type Instance } from "../instances/store.js";
-import { isTerminal } from "../provisioning/engine.js";
+import { getInstance, saveInstance } from "../instances/store.js";
+import type { Instance } from "../instances/model.js";
+import { isSettled } from "../instances/lifecycle.js";
 import { KEY_DELETE_REASONS, pruneKeys, revokeKey } from "../provisioning/instance-key.js";
 import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
@@ -28,7 +29,7 @@ const key = (i: Instance) => `${i.org}\u0000${i.ref}`;
 /** Which instances this run looks at (exported for tests). */
 export function keySweepCandidates(instances: Instance[], now: Date): Instance[] {
   const settled = instances
-    .filter((i) => isTerminal(i.state))
+    .filter((i) => isSettled(i.state))
     .sort((a, b) => key(a).localeCompare(key(b)));
   const leftovers = settled.filter((i) => i.state === "Deleted" && (i.keyId || i.pendingKeyId));
   const rest = settled.filter((i) => !leftovers.includes(i));
@@ -45,17 +46,19 @@ export function keySweepCandidates(instances: Instance[], now: Date): Instance[]
   return picked;
 }
 
+/** `instances`: every instance, as the reconciler listed them this run. */
 export async function sweepOrphanKeys(
   services: Services,
   ctx: InvocationContext,
   now: Date,
+  instances: Instance[],
 ): Promise<{ checked: number; deleted: number }> {
   let checked = 0;
   let deleted = 0;
-  for (const candidate of keySweepCandidates(await listAllInstances(services), now)) {
+  for (const candidate of keySweepCandidates(instances, now)) {
     // Read again: an operation may have started since the list.
     const i = await getInstance(services, candidate.org, candidate.ref);
-    if (!i || !isTerminal(i.state)) continue;
+    if (!i || !isSettled(i.state)) continue;
     try {
       checked += 1;
       if (i.state === "Deleted") {

@@ -21,6 +21,7 @@ export const TABLE_NAMES = [
   "audit",
   "rateLimits",
   "deadLetters",
+  "rollouts",
 ] as const;
 export type TableName = (typeof TABLE_NAMES)[number];
 

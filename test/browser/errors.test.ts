@@ -8,7 +8,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { endSession } from "../../lib/auth/session.js";
-import { recordTrialStart } from "../../lib/billing/entitlement.js";
+import { recordTrialStart } from "../../lib/instances/project-refs.js";
 import { LOCAL } from "../../local/defaults.js";
 import {
   makeDemoOrg,

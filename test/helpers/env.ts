@@ -16,6 +16,7 @@ export const validEnv = (): Record<string, string> => ({
   LOOPS_TX_TRIAL_ENDING: "c",
   LOOPS_TX_PAYMENT_FAILED: "d",
   LOOPS_TX_INSTANCE_DELETED: "e",
+  LOOPS_TX_INSTANCE_FAILED: "f",
   STRIPE_SECRET_KEY: "sk_test_1",
   STRIPE_WEBHOOK_SECRET: "whsec_1",
   STRIPE_PRICE_ID: "price_1",

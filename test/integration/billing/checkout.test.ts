@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { definitions as authDefinitions } from "../../../functions/auth.js";
 import { definitions as meDefinitions } from "../../../functions/me.js";
-import { checkEntitlement, recordTrialStart } from "../../../lib/billing/entitlement.js";
+import { checkEntitlement } from "../../../lib/billing/entitlement.js";
+import { recordTrialStart } from "../../../lib/instances/project-refs.js";
 import { startFunctionHost, type FunctionHost } from "../../../local/function-host.js";
 import { LOCAL } from "../../../local/defaults.js";
 import { TestClient } from "../../helpers/client.js";

@@ -12,13 +12,9 @@ import { definitions as webhookDefinitions } from "../../../functions/stripe-web
 import { SESSION_COOKIE, bindUser, startSession } from "../../../lib/auth/session.js";
 import type { BillingSummary } from "../../../lib/billing/summary.js";
 import type { FunctionDefinition } from "../../../lib/functions.js";
-import {
-  createInstance,
-  getInstance,
-  saveInstance,
-  type InstanceState,
-  type Plan,
-} from "../../../lib/instances/store.js";
+import { createInstance, getInstance, saveInstance } from "../../../lib/instances/store.js";
+import type { InstanceState } from "../../../lib/instances/lifecycle.js";
+import type { Plan } from "../../../lib/instances/model.js";
 import type { Clock, Services } from "../../../lib/services.js";
 import type { Platform } from "../../../local/platform.js";
 import type { StripeEvent, StripeSimulator } from "../../../local/simulators/stripe.js";
@@ -170,7 +166,7 @@ export async function addInstance(
     state,
     operationId: `op-${ref}`,
     operation: "provision",
-    step: state,
+    step: state === "Running" ? "done" : state === "Failed" ? "failed" : "deploy",
     attempts: 0,
     operationStartedAt: now,
     plan,

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { syncSubscriptionQuantity } from "../../../lib/billing/subscription.js";
-import type { Plan } from "../../../lib/instances/store.js";
+import type { Plan } from "../../../lib/instances/model.js";
 import {
   addInstance,
   connectOrg,

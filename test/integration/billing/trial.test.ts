@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { setFreeInstances } from "../../../lib/billing/account.js";
-import { checkEntitlement, recordTrialStart } from "../../../lib/billing/entitlement.js";
-import { getProjectRef } from "../../../lib/instances/store.js";
+import { checkEntitlement } from "../../../lib/billing/entitlement.js";
+import { recordTrialStart } from "../../../lib/instances/project-refs.js";
+import { getProjectRef } from "../../../lib/instances/project-refs.js";
 import { randomRef } from "../../helpers/platform.js";
 import {
   addInstance,

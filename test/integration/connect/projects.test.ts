@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { createInstance, type Instance } from "../../../lib/instances/store.js";
+import { createInstance } from "../../../lib/instances/store.js";
+import type { Instance } from "../../../lib/instances/model.js";
 import {
   addOrg,
   connect,

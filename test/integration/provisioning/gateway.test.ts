@@ -12,13 +12,9 @@ import {
 } from "../../../lib/gateway/consumer.js";
 import { decodePushScript } from "../../../lib/gateway/sandbox.js";
 import { readGatewayState } from "../../../lib/gateway/state.js";
-import {
-  createInstance,
-  getInstance,
-  saveInstance,
-  type Instance,
-  type InstanceState,
-} from "../../../lib/instances/store.js";
+import { createInstance, getInstance, saveInstance } from "../../../lib/instances/store.js";
+import type { Instance } from "../../../lib/instances/model.js";
+import type { InstanceState } from "../../../lib/instances/lifecycle.js";
 import { ManualClock } from "../../helpers/clock.js";
 import { randomRef, randomSlug } from "../../helpers/platform.js";
 import { startProvisioningEnv, type OrgEnv, type ProvisioningEnv } from "./harness.js";

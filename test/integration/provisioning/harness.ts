@@ -21,11 +21,10 @@ import { definitions as reconcilerDefinitions } from "../../../functions/reconci
 import type { Bus, OutboundMessage, QueueKey } from "../../../lib/bus.js";
 import type { FunctionDefinition } from "../../../lib/functions.js";
 import { handleGatewayMessage } from "../../../lib/gateway/consumer.js";
-import { getInstance, type Instance } from "../../../lib/instances/store.js";
-import {
-  handleProvisioningDeadLetter,
-  handleProvisioningMessage,
-} from "../../../lib/provisioning/engine.js";
+import { getInstance } from "../../../lib/instances/store.js";
+import type { Instance } from "../../../lib/instances/model.js";
+import { handleProvisioningDeadLetter } from "../../../lib/provisioning/engine.js";
+import { handleProvisioningQueueMessage } from "../../../lib/provisioning/queue.js";
 import type { ProvisioningMessage } from "../../../lib/provisioning/messages.js";
 import type { Services } from "../../../lib/services.js";
 import { TABLE_NAMES } from "../../../lib/storage/tables.js";
@@ -186,7 +185,8 @@ export class Driver {
       },
     );
     try {
-      if (d.queue === "provisioning") await handleProvisioningMessage(this.services, d.body, ctx);
+      if (d.queue === "provisioning")
+        await handleProvisioningQueueMessage(this.services, d.body, ctx);
       else await handleGatewayMessage(this.services, d.body, ctx);
       if (crashing === "complete")
         this.pending.unshift({ ...d, deliveryCount: d.deliveryCount + 1 });

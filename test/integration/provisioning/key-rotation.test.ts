@@ -6,7 +6,7 @@ import { getInstance, listAllInstances, saveInstance } from "../../../lib/instan
 import { KEY_NAME_PREFIX } from "../../../lib/provisioning/instance-key.js";
 import { runReconciler } from "../../../lib/reconciler/index.js";
 import { keySweepCandidates, KEY_SWEEP_PROJECTS_PER_RUN } from "../../../lib/reconciler/keys.js";
-import type { Instance } from "../../../lib/instances/store.js";
+import type { Instance } from "../../../lib/instances/model.js";
 import type { SimApiKey, SimProject } from "../../../local/simulators/supabase.js";
 import { TestClient } from "../../helpers/client.js";
 import {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { getProjectRef } from "../../../lib/instances/store.js";
+import { getProjectRef } from "../../../lib/instances/project-refs.js";
 import type { ProvisioningMessage } from "../../../lib/provisioning/messages.js";
 import { deploymentsOf, startProvisioningEnv, type ProvisioningEnv } from "./harness.js";
 

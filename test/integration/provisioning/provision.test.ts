@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { getProjectRef } from "../../../lib/instances/store.js";
+import { getProjectRef } from "../../../lib/instances/project-refs.js";
 import { decryptPassword } from "../../../lib/provisioning/grafana-admin.js";
 import { randomRef } from "../../helpers/platform.js";
 import {

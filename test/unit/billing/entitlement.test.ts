@@ -2,7 +2,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 import { decideEntitlement, type EntitlementInput } from "../../../lib/billing/entitlement.js";
-import type { InstanceState, Plan } from "../../../lib/instances/store.js";
+import type { InstanceState } from "../../../lib/instances/lifecycle.js";
+import type { Plan } from "../../../lib/instances/model.js";
 
 const NOW = new Date("2026-03-01T12:00:00Z");
 const H = 3600_000;

@@ -1,0 +1,143 @@
+/**
+ * What follows a saved transition of the lifecycle (see `FollowUp` in ../instances/lifecycle.ts):
+ * re-rendering the gateway, syncing the billing quantity, e-mailing the requester, pushing the
+ * alerting configuration, moving a rollout on. Each is idempotent (e-mails carry an idempotency
+ * key per operation), so running one twice after a crash is harmless. The transition saves them
+ * as `pendingFollowUps`; those that succeed are cleared, those that fail stay for the next
+ * delivery or the reconciler.
+ */
+import type { InvocationContext } from "@azure/functions";
+
+import { syncSubscriptionQuantity } from "../billing/subscription.js";
+import { requestGatewaySync } from "../gateway/consumer.js";
+import type { FollowUp } from "../instances/lifecycle.js";
+import type { Instance } from "../instances/model.js";
+import { trySaveInstance } from "../instances/store.js";
+import { sendMail, type MailTemplate } from "../mail.js";
+import type { Services } from "../services.js";
+import { supabaseFor } from "../supabase/client.js";
+import { logEvent } from "../telemetry.js";
+import { instanceUrl } from "./grafana-admin.js";
+import { kickRollout } from "./rollout.js";
+
+const FOLLOW_UPS: readonly FollowUp[] = [
+  "gateway-sync",
+  "billing-sync",
+  "notify-ready",
+  "notify-deleted",
+  "notify-failed",
+  "configure",
+  "rollout",
+];
+
+export function parseFollowUps(value: string | undefined): FollowUp[] {
+  if (!value) return [];
+  return value
+    .split(",")
+    .filter((v): v is FollowUp => (FOLLOW_UPS as readonly string[]).includes(v));
+}
+
+/**
+ * Runs the row's pending follow-ups and clears those that succeeded. Returns the saved row, or
+ * undefined when the row moved meanwhile (the caller reads it again; the follow-ups that ran are
+ * idempotent).
+ */
+export async function runPendingFollowUps(
+  services: Services,
+  ctx: InvocationContext,
+  instance: Instance,
+): Promise<Instance | undefined> {
+  const failed: FollowUp[] = [];
+  for (const followUp of parseFollowUps(instance.pendingFollowUps)) {
+    try {
+      await runFollowUp(services, ctx, instance, followUp);
+    } catch (err) {
+      failed.push(followUp);
+      logEvent(ctx, "warn", `follow-up ${followUp} failed; it runs again later`, {
+        event: "provisioning.follow_up_failed",
+        followUp,
+        operationId: instance.operationId,
+        ref: instance.ref,
+        org: instance.org,
+        error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
+      });
+    }
+  }
+  return trySaveInstance(services, {
+    ...instance,
+    pendingFollowUps: failed.length ? failed.join(",") : undefined,
+  });
+}
+
+async function runFollowUp(
+  services: Services,
+  ctx: InvocationContext,
+  i: Instance,
+  followUp: FollowUp,
+): Promise<void> {
+  switch (followUp) {
+    case "gateway-sync":
+      await requestGatewaySync(services, `${i.operation} ${i.ref}: ${i.state}`);
+      return;
+    case "billing-sync":
+      await syncSubscriptionQuantity(services, i.org);
+      return;
+    case "notify-ready":
+      await notifyRequester(services, ctx, i, "instanceReady", {
+        url: instanceUrl(services, i.ref),
+      });
+      return;
+    case "notify-deleted":
+      await notifyRequester(services, ctx, i, "instanceDeleted", {
+        reason: i.operationReason ?? "requested",
+      });
+      return;
+    case "notify-failed":
+      logEvent(ctx, "error", `${i.operation} of the Grafana host failed`, {
+        event: "provisioning.replacement_failed",
+        operation: i.operation,
+        operationId: i.operationId,
+        ref: i.ref,
+        org: i.org,
+        error: i.lastError ?? "",
+      });
+      await notifyRequester(services, ctx, i, "instanceFailed", {
+        operation: i.operation,
+        error: i.lastError ?? "",
+        url: instanceUrl(services, i.ref),
+      });
+      return;
+    case "configure":
+      return;
+    case "rollout":
+      await kickRollout(services, `after:${i.operationId}`);
+      return;
+  }
+}
+
+/** E-mails whoever asked for the instance, once per operation and template. */
+async function notifyRequester(
+  services: Services,
+  ctx: InvocationContext,
+  i: Instance,
+  template: MailTemplate,
+  data: Record<string, string>,
+): Promise<void> {
+  if (!i.requestedBy) return;
+  const members = await supabaseFor(services, i.org).listMembers();
+  const email = members.find((m) => m.userId === i.requestedBy)?.email;
+  if (!email) return;
+  const sent = await sendMail(
+    services,
+    template,
+    email,
+    { projectRef: i.ref, projectName: i.projectName ?? i.ref, ...data },
+    `${template}:${i.operationId}`,
+  );
+  if (sent === "no_template")
+    logEvent(ctx, "info", `no e-mail template configured for ${template}`, {
+      event: "mail.no_template",
+      template,
+      ref: i.ref,
+    });
+}
