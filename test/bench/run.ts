@@ -6,6 +6,7 @@ import { benchConnect } from "./connect.js";
 import { benchGatewaySignin } from "./gateway-signin.js";
 import { benchPlatform } from "./platform.js";
 import { benchProvisioning } from "./provisioning.js";
+import { benchReconciler } from "./reconciler.js";
 import { benchWeb } from "./web.js";
 import { benchWebhooks } from "./webhooks.js";
 
@@ -16,6 +17,7 @@ const sections: Section[] = [
   ["Connect", benchConnect],
   ["Billing webhooks", () => benchWebhooks()],
   ["Provisioning", () => benchProvisioning()],
+  ["Reconciler", benchReconciler],
   ["Web app", benchWeb],
   ["Grafana sign-in", benchGatewaySignin],
 ];

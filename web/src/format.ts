@@ -27,6 +27,14 @@ export const PROVISION_STEPS: readonly InstanceState[] = [
   "Verifying",
   "Running",
 ];
+/** An upgrade or a heal: the host is replaced, its data disk kept. */
+export const REPLACE_STEPS: readonly InstanceState[] = [
+  "Replacing",
+  "Deploying",
+  "Configuring",
+  "Verifying",
+  "Running",
+];
 export const DELETE_STEPS: readonly InstanceState[] = ["Deleting", "Deleted"];
 
 export function planLabel(plan: NonNullable<Project["instance"]>["plan"]): string {

@@ -4,6 +4,7 @@
  */
 const IN_FLIGHT: ReadonlySet<string> = new Set([
   "Requested",
+  "Replacing",
   "Deploying",
   "Configuring",
   "Verifying",

@@ -10,7 +10,15 @@ import { ApiError, BILLING_CODES, type Instance, type Me, type Project } from ".
 import { ErrorMessage } from "../components/ErrorMessage";
 import { OpenGrafana } from "../components/GrafanaLink";
 import { deprovision, getInstance, getProjects, keys, provision } from "../data";
-import { DELETE_STEPS, PROVISION_STEPS, planLabel, supabaseStatus, timeLeft } from "../format";
+import {
+  DELETE_STEPS,
+  dateLabel,
+  PROVISION_STEPS,
+  REPLACE_STEPS,
+  planLabel,
+  supabaseStatus,
+  timeLeft,
+} from "../format";
 import { backoffInterval, isInFlight } from "../poll";
 import { Link } from "../router";
 
@@ -197,7 +205,8 @@ function ProjectCard({
 
 function InstanceStatus({ instance }: { instance: Instance }) {
   const deleting = instance.operation === "deprovision";
-  const steps = deleting ? DELETE_STEPS : PROVISION_STEPS;
+  const replacing = instance.operation === "upgrade" || instance.operation === "heal";
+  const steps = deleting ? DELETE_STEPS : replacing ? REPLACE_STEPS : PROVISION_STEPS;
   const failed = instance.state === "Failed";
   const at = steps.indexOf(instance.state);
   return (
@@ -212,7 +221,16 @@ function InstanceStatus({ instance }: { instance: Instance }) {
         )}
       </p>
       {isInFlight(instance.state) && (
-        <ol className="steps" aria-label={deleting ? "Deletion progress" : "Provisioning progress"}>
+        <ol
+          className="steps"
+          aria-label={
+            deleting
+              ? "Deletion progress"
+              : replacing
+                ? "Host replacement progress"
+                : "Provisioning progress"
+          }
+        >
           {steps.map((s, i) => (
             <li
               key={s}
@@ -224,10 +242,22 @@ function InstanceStatus({ instance }: { instance: Instance }) {
           ))}
         </ol>
       )}
+      {replacing && isInFlight(instance.state) && (
+        <p className="hint">
+          {instance.operation === "heal"
+            ? "The host stopped answering and is being replaced; dashboards and metrics are kept."
+            : "Upgrading the host to a new version; dashboards and metrics are kept."}
+        </p>
+      )}
       {failed && (
         <p className="error">
-          {deleting ? "Deleting" : "Provisioning"} failed
+          {deleting ? "Deleting" : replacing ? "Replacing the host" : "Provisioning"} failed
           {instance.lastError ? `: ${instance.lastError}` : "."}
+        </p>
+      )}
+      {instance.state === "Running" && instance.healedAt && (
+        <p className="hint">
+          Replaced automatically on {dateLabel(instance.healedAt)} after it stopped answering.
         </p>
       )}
     </>
