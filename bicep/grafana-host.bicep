@@ -41,6 +41,14 @@ param adminUsername string = 'supafana'
 @maxValue(1024)
 param dataDiskSizeGB int = 16
 
+// Used only when the data disk does not exist yet (a heal after the disk was lost): the disk is
+// then created as a copy of this snapshot instead of empty. The app passes it only when the disk is
+// missing, because a disk's creationData cannot change once it exists: ARM refuses a PUT of an
+// existing disk whose creationData differs, while a PUT with unchanged creationData (what every
+// redeploy over an existing disk sends) leaves the disk and its data as they are.
+@description('Optional. Resource id of a snapshot to create a missing data disk from; empty creates it empty.')
+param dataDiskSnapshotId string = ''
+
 @description('Optional. Managed disk type of the OS and data disks.')
 @allowed([
   'Standard_LRS'
@@ -94,9 +102,14 @@ resource dataDisk 'Microsoft.Compute/disks@2024-03-02' = {
     name: diskType
   }
   properties: {
-    creationData: {
-      createOption: 'Empty'
-    }
+    creationData: empty(dataDiskSnapshotId)
+      ? {
+          createOption: 'Empty'
+        }
+      : {
+          createOption: 'Copy'
+          sourceResourceId: dataDiskSnapshotId
+        }
     diskSizeGB: dataDiskSizeGB
   }
 }

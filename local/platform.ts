@@ -196,7 +196,10 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     if (!has("ARM_ENDPOINT")) {
       // The gateway VM stand-in: applies the consumer's push scripts and answers the readiness
       // probe / Grafana API for the hosts the applied config routes.
-      const gateway = createSandboxGateway();
+      // A routed host answers only while the ARM simulator has its VM and it is responsive.
+      const gateway = createSandboxGateway({
+        hostAnswers: (host) => result.arm?.hostAnswers(host.split(".")[0] ?? "") ?? false,
+      });
       result.gateway = gateway;
       const platformClock = opts.clock;
       const simClock = platformClock ? () => platformClock.now().getTime() : undefined;

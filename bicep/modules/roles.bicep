@@ -21,8 +21,9 @@ var suffix = '(${environmentName}, ${resourceToken})'
 // Virtual Machine Contributor lacks deployments while adding disk export, availability sets,
 // storage-account reads and more. This role covers exactly what a Grafana host is made of (a
 // template-spec deployment of a NIC, a VM and two disks, tagged) plus listing the group's resources
-// for deprovisioning and the orphan sweep. Disks get read/write/delete only: no export
-// (beginGetAccess), which would hand out a SAS URL to a project's data.
+// for deprovisioning and the orphan sweep, and the daily incremental snapshots of the data disks
+// (a lost data disk is restored from the newest). Disks and snapshots get read/write/delete only:
+// no export (beginGetAccess), which would hand out a SAS URL to a project's data.
 resource grafanaHosts 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, resourceToken, 'supafana-grafana-hosts')
   properties: {
@@ -44,6 +45,9 @@ resource grafanaHosts 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Compute/disks/read'
           'Microsoft.Compute/disks/write'
           'Microsoft.Compute/disks/delete'
+          'Microsoft.Compute/snapshots/read'
+          'Microsoft.Compute/snapshots/write'
+          'Microsoft.Compute/snapshots/delete'
           'Microsoft.Network/networkInterfaces/*'
         ]
         notActions: []

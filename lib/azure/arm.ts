@@ -176,6 +176,11 @@ export interface DeploymentRequest {
   subnetId: string;
   /** Break-glass SSH key (GRAFANA_ADMIN_SSH_PUBLIC_KEY); password login is off. */
   adminSshPublicKey: string;
+  /**
+   * A snapshot to create the data disk from. Pass it only when the data disk is missing: ARM
+   * refuses to change an existing disk's creationData. Sent as a parameter only when set.
+   */
+  dataDiskSnapshotId?: string;
 }
 
 /**
@@ -201,6 +206,9 @@ export async function putDeployment(
           subnetId: { value: req.subnetId },
           adminSshPublicKey: { value: req.adminSshPublicKey },
           tags: { value: tags },
+          ...(req.dataDiskSnapshotId
+            ? { dataDiskSnapshotId: { value: req.dataDiskSnapshotId } }
+            : {}),
         },
       },
     });
@@ -318,6 +326,12 @@ export async function startDelete(services: Services, r: TaggedResource): Promis
       lower(parsed.type) === "disks"
     ) {
       await clients.compute.disks.delete(parsed.resourceGroup, parsed.name).submitted();
+    } else if (
+      parsed &&
+      lower(parsed.namespace) === "microsoft.compute" &&
+      lower(parsed.type) === "snapshots"
+    ) {
+      await clients.compute.snapshots.delete(parsed.resourceGroup, parsed.name).submitted();
     } else if (
       parsed &&
       lower(parsed.namespace) === "microsoft.network" &&
@@ -508,4 +522,117 @@ async function runScript(
     .pollUntilDone();
   const message = (result.value ?? []).map((s) => s.message ?? "").join("\n");
   return { message };
+}
+
+// ----- data disks and their snapshots -------------------------------------------------------
+//
+// Replacing a host deletes its VM, NIC and OS disk but keeps the data disk `grafana-<ref>-data`,
+// which the redeployed template attaches as it is. A daily incremental snapshot per instance
+// protects that disk; a host whose data disk is gone is redeployed from the newest snapshot
+// (`DeploymentRequest.dataDiskSnapshotId`).
+
+export const dataDiskName = (ref: string) => `${vmNameFor(ref)}-data`;
+
+const DISK_TYPE = "microsoft.compute/disks";
+const SNAPSHOT_TYPE = "microsoft.compute/snapshots";
+
+/** The data disk of a project: the disk named `grafana-<ref>-data`. */
+export const isDataDisk = (r: TaggedResource) =>
+  lower(r.type) === DISK_TYPE && lower(r.name) === lower(dataDiskName(r.ref));
+
+export const isSnapshot = (r: TaggedResource) => lower(r.type) === SNAPSHOT_TYPE;
+
+export interface DataDisk {
+  id: string;
+  /** Changes when the disk is re-created under the same name. */
+  uniqueId?: string;
+  createdAt?: Date;
+}
+
+/** The project's data disk, or undefined when there is none. */
+export async function getDataDisk(services: Services, ref: string): Promise<DataDisk | undefined> {
+  const { compute } = await armClients(services);
+  try {
+    const disk = await compute.disks.get(services.config.GRAFANA_RESOURCE_GROUP, dataDiskName(ref));
+    if (!disk.id) return undefined;
+    return {
+      id: disk.id,
+      ...(disk.uniqueId ? { uniqueId: disk.uniqueId } : {}),
+      ...(disk.timeCreated ? { createdAt: disk.timeCreated } : {}),
+    };
+  } catch (err) {
+    if (armStatus(err) === 404) return undefined;
+    throw err;
+  }
+}
+
+export interface SnapshotRequest {
+  ref: string;
+  org: string;
+  /** The snapshot's name (unique per resource group; the caller chooses it, e.g. per day). */
+  name: string;
+  /** The disk to snapshot (`getDataDisk(...).id`). */
+  sourceDiskId: string;
+}
+
+/**
+ * Starts an incremental snapshot of a disk, tagged `supafana-ref` and `supafana-org`, in the
+ * Grafana resource group and the disk's region; does not wait for it. PUTting a name that exists
+ * with the same source is accepted again (a redelivered step); another source is refused by ARM
+ * (409 PropertyChangeNotAllowed). A missing source disk throws ARM's 404.
+ */
+export async function createSnapshot(services: Services, req: SnapshotRequest): Promise<void> {
+  const { compute } = await armClients(services);
+  const source = parseResourceId(req.sourceDiskId);
+  if (!source) throw new Error(`not a disk resource id: ${req.sourceDiskId}`);
+  // A snapshot lives in its disk's region.
+  const disk = await compute.disks.get(source.resourceGroup, source.name);
+  await compute.snapshots
+    .createOrUpdate(services.config.GRAFANA_RESOURCE_GROUP, req.name, {
+      location: disk.location,
+      tags: { [REF_TAG]: req.ref, [ORG_TAG]: req.org },
+      incremental: true,
+      creationData: { createOption: "Copy", sourceResourceId: req.sourceDiskId },
+    })
+    .submitted();
+}
+
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  ref: string;
+  createdAt: Date;
+  /** `uniqueId` of the disk it was taken from (tells apart disks re-created under one name). */
+  sourceUniqueId?: string;
+}
+
+/**
+ * The snapshots tagged `supafana-ref` (= `ref` when given) in the Grafana resource group, newest
+ * first: one paged list of the group's snapshots, whatever the number of projects. Snapshots
+ * without a creation time yet are left out.
+ */
+export async function listSnapshots(services: Services, ref?: string): Promise<SnapshotInfo[]> {
+  const { compute } = await armClients(services);
+  const out: SnapshotInfo[] = [];
+  for await (const s of compute.snapshots.listByResourceGroup(
+    services.config.GRAFANA_RESOURCE_GROUP,
+  )) {
+    const tag = s.tags?.[REF_TAG];
+    if (!s.id || !s.name || tag === undefined || !s.timeCreated) continue;
+    if (ref !== undefined && tag !== ref) continue;
+    const sourceUniqueId = s.creationData?.sourceUniqueId;
+    out.push({
+      id: s.id,
+      name: s.name,
+      ref: tag,
+      createdAt: s.timeCreated,
+      ...(sourceUniqueId ? { sourceUniqueId } : {}),
+    });
+  }
+  // Newest first; the same instant in name order (descending), so the order is stable.
+  return out.sort(
+    (a, b) =>
+      b.createdAt.getTime() - a.createdAt.getTime() ||
+      (a.name < b.name ? 1 : a.name > b.name ? -1 : 0),
+  );
 }

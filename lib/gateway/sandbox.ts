@@ -24,9 +24,9 @@ export interface SandboxGateway {
     script: string[],
     parameters: Array<{ name: string; value: string }>,
   ) => Promise<SandboxRunCommandOutcome>;
-  /** `services.overrides.probe`: 200 for a routed host's URL, 404 otherwise. */
+  /** `services.overrides.probe`: 200 for a routed host that answers, 502 when it does not, 404 unrouted. */
   probe: (url: string) => Promise<number>;
-  /** `services.overrides.grafanaFetch`: 200 for routed hosts, 404 otherwise. */
+  /** `services.overrides.grafanaFetch`: the same statuses as `probe`. */
   grafanaFetch: typeof fetch;
   /** The config last applied, if any. */
   appliedConfig(): string | undefined;
@@ -76,18 +76,30 @@ export function routedHosts(config: string): Map<string, string> {
   return out;
 }
 
-export function createSandboxGateway(): SandboxGateway {
+export interface SandboxGatewayOptions {
+  /**
+   * Whether the Grafana host behind a routed name (`<ref>.<domain>`) answers: its VM exists and
+   * is up. Without it every routed host answers. A routed host that does not answers 502, as
+   * nginx does when the upstream is unreachable.
+   */
+  hostAnswers?: (hostname: string) => boolean;
+}
+
+export function createSandboxGateway(opts: SandboxGatewayOptions = {}): SandboxGateway {
   let applied: string | undefined;
   let routes = new Map<string, string>();
   let pushes = 0;
   let failing = 0;
 
   const status = (url: string): number => {
+    let host: string;
     try {
-      return routes.has(new URL(url).hostname.toLowerCase()) ? 200 : 404;
+      host = new URL(url).hostname.toLowerCase();
     } catch {
       return 0;
     }
+    if (!routes.has(host)) return 404;
+    return (opts.hostAnswers?.(host) ?? true) ? 200 : 502;
   };
 
   return {

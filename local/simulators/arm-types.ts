@@ -178,4 +178,17 @@ export interface ArmSimulator {
     properties?: Record<string, unknown>;
   }): SimResource;
   ensureDnsZone(resourceGroup: string, zone: string): void;
+  /**
+   * Deletes a resource out of band (someone deleted it in the portal, a disk was lost): no
+   * request, no operation. A VM takes along what its `deleteOption` says (the OS disk). Returns
+   * whether it existed.
+   */
+  removeResource(id: string): boolean;
+  /**
+   * Makes the current VM of project `ref` stop (false) or resume (true) answering health probes
+   * while it exists. A VM that replaces it answers again. Throws when the project has no VM.
+   */
+  setHostResponsive(ref: string, responsive: boolean): void;
+  /** Whether project `ref`'s host would answer: its VM exists (not being deleted) and is responsive. */
+  hostAnswers(ref: string): boolean;
 }

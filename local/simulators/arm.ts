@@ -3,8 +3,10 @@
  *
  * It answers the ARM REST calls the project makes through the Azure SDK clients
  * (`@azure/arm-resources`, `@azure/arm-compute`, `@azure/arm-network`, `@azure/arm-dns`):
- * template-spec deployments of a Grafana host (NIC, VM, OS and data disk), listing and deleting
- * resources, run commands on the gateway VM, and A records in the public DNS zone. Long-running
+ * template-spec deployments of a Grafana host (NIC, VM, OS and data disk; a missing data disk from
+ * a snapshot), listing and deleting resources (a VM takes along what its `deleteOption` says),
+ * incremental snapshots of disks, run commands on the gateway VM, and A records in the public DNS
+ * zone. Long-running
  * operations carry the same headers as in Azure (`Azure-AsyncOperation`, `Location`,
  * `Retry-After`) so the SDK pollers run unchanged. The SDK clients reach it through
  * `armSimulatorHttpClient` (their endpoint stays https; see `arm-http.ts`).
@@ -49,10 +51,11 @@ export type * from "./arm-types.js";
 
 const VM_TYPE = "Microsoft.Compute/virtualMachines";
 const DISK_TYPE = "Microsoft.Compute/disks";
+const SNAPSHOT_TYPE = "Microsoft.Compute/snapshots";
 const NIC_TYPE = "Microsoft.Network/networkInterfaces";
 const ZONE_TYPE = "Microsoft.Network/dnszones";
 const DEPLOYMENT_TYPE = "Microsoft.Resources/deployments";
-const KNOWN_TYPES = [VM_TYPE, DISK_TYPE, NIC_TYPE, ZONE_TYPE];
+const KNOWN_TYPES = [VM_TYPE, DISK_TYPE, SNAPSHOT_TYPE, NIC_TYPE, ZONE_TYPE];
 /** Azure keeps the last 4 KiB of each stream of a run command. */
 const RUN_COMMAND_OUTPUT_LIMIT = 4096;
 const REF_TAG = "supafana-ref";
@@ -67,6 +70,8 @@ interface StoredResource {
   location: string;
   tags: Record<string, string>;
   properties: Record<string, unknown>;
+  /** When it was created (ms, the simulator's clock): `createdTime` of the resources list. */
+  createdAt: number;
   /** Set while a DELETE is in progress. */
   deletingUntil?: number;
 }
@@ -102,7 +107,9 @@ interface StoredDeployment {
 
 interface AsyncOp {
   id: string;
-  kind: "delete" | "runCommand";
+  kind: "delete" | "runCommand" | "create";
+  /** The resource a "create" operation made (its result). */
+  resourceKey?: string;
   status: "InProgress" | "Succeeded" | "Failed";
   startTime: string;
   endTime?: string;
@@ -285,6 +292,8 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
   /** Deployment PUTs received, by `<resource group>/<name>|<operation tag>` (kept across resets). */
   const putsByOperation = new Map<string, number>();
   const faults: ActiveFault[] = [];
+  /** VMs (by `vmId`) that stopped answering: a replacement VM (new `vmId`) answers again. */
+  const unresponsiveVms = new Set<string>();
   const pendingFailures: Array<{ nameIncludes: string; error: ArmErrorBody }> = [];
 
   const resourceId = (rg: string, type: string, name: string): string =>
@@ -292,12 +301,49 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
 
   // ----- resources ------------------------------------------------------------------------------
 
-  function removeResource(key: string): void {
+  /** Removes a resource; a VM takes along the disks and NICs whose `deleteOption` is Delete. */
+  function dropResource(key: string): void {
     const r = resources.get(key);
+    if (!r) return;
+    const alongWith = isType(r, VM_TYPE) ? deletedWithVm(r) : [];
     resources.delete(key);
-    if (r && isType(r, ZONE_TYPE)) {
+    if (isType(r, ZONE_TYPE)) {
       for (const [k, rs] of recordSets) if (rs.zoneKey === key) recordSets.delete(k);
     }
+    for (const k of alongWith) dropResource(k);
+  }
+
+  /** Keys of the resources a VM's deletion deletes too (`deleteOption: "Delete"`). */
+  function deletedWithVm(vm: StoredResource): string[] {
+    const storage = asRecord(vm.properties.storageProfile);
+    const attached: Array<Record<string, unknown> | undefined> = [
+      asRecord(storage?.osDisk),
+      ...(Array.isArray(storage?.dataDisks) ? storage.dataDisks : []).map(asRecord),
+    ];
+    const ids: Array<string | undefined> = [];
+    for (const d of attached) {
+      if (asString(d?.deleteOption) === "Delete") ids.push(asString(asRecord(d?.managedDisk)?.id));
+    }
+    const nics = asRecord(vm.properties.networkProfile)?.networkInterfaces;
+    for (const n of Array.isArray(nics) ? nics : []) {
+      const nic = asRecord(n);
+      if (asString(asRecord(nic?.properties)?.deleteOption) === "Delete") {
+        ids.push(asString(nic?.id));
+      }
+    }
+    return ids
+      .filter((id): id is string => id !== undefined)
+      .map(lower)
+      .filter((k) => resources.has(k));
+  }
+
+  /** The VM of a project (tagged with its ref, or named `grafana-<ref>`), unless being deleted. */
+  function hostVm(ref: string): StoredResource | undefined {
+    return vms().find(
+      (vm) =>
+        vm.deletingUntil === undefined &&
+        (vm.tags[REF_TAG] === ref || lower(vm.name) === lower(`grafana-${ref}`)),
+    );
   }
 
   function vms(): StoredResource[] {
@@ -379,6 +425,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       if (vm) out.managedBy = vm.id;
       out.sku = { name: "Premium_LRS", tier: "Premium" };
     }
+    if (isType(r, SNAPSHOT_TYPE)) out.sku = { name: "Standard_LRS", tier: "Standard" };
     if (isType(r, NIC_TYPE) || isType(r, ZONE_TYPE)) out.etag = `W/"${fnv1a(r.id).toString(16)}"`;
     return out;
   }
@@ -448,6 +495,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       location: r.location ?? (type === ZONE_TYPE ? "global" : defaultLocation),
       tags: { ...(r.tags ?? {}) },
       properties: { ...defaultProperties(type, r.name), ...(r.properties ?? {}) },
+      createdAt: clock(),
     };
     resources.set(lower(id), stored);
     return stored;
@@ -477,6 +525,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       location,
       tags: { ...tags },
       properties: build(undefined),
+      createdAt: clock(),
     };
     resources.set(lower(id), created);
     return created;
@@ -555,6 +604,22 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     const nicName = `${vmName}-nic`;
     const osDiskName = `${vmName}-osdisk`;
     const dataDiskName = `${vmName}-data`;
+    // An existing data disk is attached as it is. A missing one is created empty, or as a copy of
+    // `dataDiskSnapshotId`, which must exist (else the deployment fails like ARM's, creating nothing).
+    const existingData = resources.get(lower(resourceId(rg, DISK_TYPE, dataDiskName)));
+    const snapshotId = asString(param(d, "dataDiskSnapshotId")) ?? "";
+    let snapshot: StoredResource | undefined;
+    if (!existingData && snapshotId !== "") {
+      snapshot = resources.get(lower(snapshotId));
+      if (!snapshot || snapshot.deletingUntil !== undefined || !isType(snapshot, SNAPSHOT_TYPE)) {
+        run.failure = {
+          code: "NotFound",
+          message: `Resource ${snapshotId} is not found. It is the source (creationData.sourceResourceId) of disk '${dataDiskName}'.`,
+          target: dataDiskName,
+        };
+        return undefined;
+      }
+    }
     const nic = upsert(rg, NIC_TYPE, nicName, location, tags, (prev) => ({
       resourceGuid: prev?.resourceGuid ?? randomUUID(),
       macAddress: prev?.macAddress ?? macFor(ref),
@@ -586,12 +651,29 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       timeCreated: prev?.timeCreated ?? nowIso(),
       uniqueId: prev?.uniqueId ?? randomUUID(),
     }));
-    const dataDisk = upsert(rg, DISK_TYPE, dataDiskName, location, tags, (prev) => ({
-      diskSizeGB: dataDiskSizeGB,
-      creationData: { createOption: "Empty" },
-      timeCreated: prev?.timeCreated ?? nowIso(),
-      uniqueId: prev?.uniqueId ?? randomUUID(),
-    }));
+    const dataDisk = upsert(rg, DISK_TYPE, dataDiskName, location, tags, (prev) => {
+      // An Incremental PUT with unchanged creationData leaves an existing disk (and its data) be.
+      if (prev) return prev;
+      const snapshotSize = snapshot?.properties.diskSizeGB;
+      return {
+        diskSizeGB: Math.max(
+          dataDiskSizeGB,
+          typeof snapshotSize === "number" ? snapshotSize : dataDiskSizeGB,
+        ),
+        creationData: snapshot
+          ? {
+              createOption: "Copy",
+              sourceResourceId: snapshot.id,
+              ...(typeof snapshot.properties.uniqueId === "string"
+                ? { sourceUniqueId: snapshot.properties.uniqueId }
+                : {}),
+            }
+          : { createOption: "Empty" },
+        timeCreated: nowIso(),
+        uniqueId: randomUUID(),
+      };
+    });
+    const attachedSize = dataDisk.properties.diskSizeGB;
     const vm = upsert(rg, VM_TYPE, vmName, location, tags, (prev) => ({
       vmId: prev?.vmId ?? randomUUID(),
       timeCreated: prev?.timeCreated ?? nowIso(),
@@ -609,18 +691,19 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
           createOption: "FromImage",
           caching: "ReadWrite",
           managedDisk: { id: osDisk.id, storageAccountType: "Premium_LRS" },
-          deleteOption: "Detach",
+          // As the template says: the OS disk goes with the VM, the data disk and NIC stay.
+          deleteOption: "Delete",
           diskSizeGB: 30,
         },
         dataDisks: [
           {
             lun: 0,
             name: dataDiskName,
-            createOption: prev ? "Attach" : "Empty",
+            createOption: "Attach",
             caching: "ReadOnly",
             managedDisk: { id: dataDisk.id, storageAccountType: "Premium_LRS" },
             deleteOption: "Detach",
-            diskSizeGB: dataDiskSizeGB,
+            diskSizeGB: typeof attachedSize === "number" ? attachedSize : dataDiskSizeGB,
             toBeDetached: false,
           },
         ],
@@ -747,7 +830,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       else run.state = "Running";
     }
     for (const [key, r] of resources) {
-      if (r.deletingUntil !== undefined && r.deletingUntil <= now) removeResource(key);
+      if (r.deletingUntil !== undefined && r.deletingUntil <= now) dropResource(key);
     }
     for (const op of asyncOps.values()) {
       if (op.status === "InProgress" && op.doneAt !== undefined && op.doneAt <= now) {
@@ -809,6 +892,11 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       startTime: op.startTime,
       ...(op.endTime !== undefined ? { endTime: op.endTime } : {}),
       ...(op.output ? { properties: { output: op.output } } : {}),
+      ...(op.kind === "create" && op.resourceKey !== undefined && resources.has(op.resourceKey)
+        ? {
+            properties: { output: renderResource(resources.get(op.resourceKey) as StoredResource) },
+          }
+        : {}),
       ...(op.error ? { error: op.error } : {}),
     };
   }
@@ -822,6 +910,10 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       return json(400, { error });
     }
     if (op.kind === "runCommand") return json(200, op.output ?? { value: [] });
+    if (op.kind === "create") {
+      const created = op.resourceKey !== undefined ? resources.get(op.resourceKey) : undefined;
+      return created ? json(200, renderResource(created)) : noContent(204);
+    }
     return noContent(204);
   }
 
@@ -1057,12 +1149,19 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
         ? runCommand(req, c[0] ?? "", c[1] ?? "", apiVersion)
         : methodNotAllowed(req);
     }
+    if (match(rest, ["providers", "microsoft.compute", "snapshots"])) {
+      return m === "GET" ? listSnapshots(undefined) : methodNotAllowed(req);
+    }
+    if ((c = match(rest, ["resourcegroups", "*", "providers", "microsoft.compute", "snapshots"]))) {
+      return m === "GET" ? listSnapshots(c[0] ?? "") : methodNotAllowed(req);
+    }
     if ((c = match(rest, ["resourcegroups", "*", "providers", "*", "*", "*"]))) {
       const [rg = "", ns = "", type = "", name = ""] = c;
       const fullType = canonicalType(`${ns}/${type}`);
       if (m === "GET" || m === "HEAD") return getResource(req, rg, fullType, name);
       if (m === "DELETE") return deleteResource(req, rg, fullType, name, apiVersion);
       if (m === "PUT" && fullType === ZONE_TYPE) return putZone(req, rg, name);
+      if (m === "PUT" && fullType === SNAPSHOT_TYPE) return putSnapshot(req, rg, name, apiVersion);
       return methodNotAllowed(req);
     }
     return notFound(req);
@@ -1113,13 +1212,20 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     }
     const op = newOp("delete");
     if (deleteDelayMs === 0) {
-      removeResource(key);
+      dropResource(key);
       op.status = "Succeeded";
       op.endTime = nowIso();
     } else {
       // A repeated DELETE joins the delete in progress: Azure does not restart it.
       r.deletingUntil ??= clock() + deleteDelayMs;
       op.doneAt = r.deletingUntil;
+      // What goes with a VM is "Deleting" with it.
+      if (isType(r, VM_TYPE)) {
+        for (const k of deletedWithVm(r)) {
+          const along = resources.get(k);
+          if (along) along.deletingUntil ??= r.deletingUntil;
+        }
+      }
     }
     const ns = type.split("/")[0] ?? "";
     const providerStyle = ["microsoft.compute", "microsoft.network"].includes(lower(ns));
@@ -1177,6 +1283,9 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     const skip = Number(req.query.get("$skiptoken") ?? "0") || 0;
     const pageSize = Number.isInteger(top) && top > 0 ? top : matching.length;
     const page = matching.slice(skip, skip + pageSize);
+    const expand = lower(req.query.get("$expand") ?? "")
+      .split(",")
+      .map((e) => e.trim());
     const body: Record<string, unknown> = {
       value: page.map((r) => ({
         id: r.id,
@@ -1185,6 +1294,7 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
         location: r.location,
         tags: { ...r.tags },
         ...(isType(r, DISK_TYPE) && diskOwner(r) ? { managedBy: diskOwner(r)?.id } : {}),
+        ...(expand.includes("createdtime") ? { createdTime: nowIso(r.createdAt) } : {}),
       })),
     };
     if (skip + pageSize < matching.length) {
@@ -1193,6 +1303,137 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
       body.nextLink = `${publicBase(req)}${req.path}?${q.toString()}`;
     }
     return json(200, body);
+  }
+
+  // ----- snapshots ----------------------------------------------------------------------------
+
+  function listSnapshots(rg: string | undefined): SimResponse {
+    const value = [...resources.values()]
+      .filter((r) => isType(r, SNAPSHOT_TYPE))
+      .filter((r) => rg === undefined || lower(r.resourceGroup) === lower(rg))
+      .map((r) => renderResource(r));
+    return json(200, { value });
+  }
+
+  /**
+   * PUT of a snapshot (`creationData: { createOption: "Copy", sourceResourceId }` of a disk), as
+   * the Compute provider answers it: 202 with an async operation, the snapshot ready at once. A
+   * PUT of an existing snapshot from the same source only updates its tags; another source is
+   * refused as ARM does (creationData cannot change).
+   */
+  function putSnapshot(req: SimRequest, rg: string, name: string, apiVersion: string): SimResponse {
+    const body = asRecord(parseBody(req));
+    if (!body) {
+      return armError(400, "InvalidRequestContent", "The request content was invalid.");
+    }
+    const location = asString(body.location);
+    if (location === undefined || location === "") {
+      return armError(
+        400,
+        "LocationRequired",
+        "The location property is required for this definition.",
+      );
+    }
+    const props = asRecord(body.properties) ?? {};
+    const creation = asRecord(props.creationData);
+    const createOption = asString(creation?.createOption);
+    if (createOption === undefined) {
+      return armError(
+        400,
+        "InvalidParameter",
+        "Required parameter 'creationData.createOption' is missing (null).",
+      );
+    }
+    if (lower(createOption) !== "copy") {
+      return armError(
+        400,
+        "BadRequest",
+        `Snapshot createOption '${createOption}' is not supported by the ARM simulator (Copy only).`,
+      );
+    }
+    const sourceId = asString(creation?.sourceResourceId);
+    if (sourceId === undefined || sourceId === "") {
+      return armError(
+        400,
+        "InvalidParameter",
+        "Required parameter 'creationData.sourceResourceId' is missing (null).",
+      );
+    }
+    if (props.incremental !== undefined && typeof props.incremental !== "boolean") {
+      return armError(
+        400,
+        "InvalidParameter",
+        `The value '${toText(props.incremental)}' of parameter 'incremental' is not valid.`,
+      );
+    }
+    const incremental = props.incremental === true;
+    const tagsIn = asRecord(body.tags) ?? {};
+    const tags = Object.fromEntries(Object.entries(tagsIn).map(([k, v]) => [k, toText(v)]));
+    const key = lower(resourceId(rg, SNAPSHOT_TYPE, name));
+    const existing = resources.get(key);
+    if (existing?.deletingUntil !== undefined) {
+      return armError(409, "Conflict", `Snapshot ${name} is being deleted.`);
+    }
+    if (existing) {
+      const before = asRecord(existing.properties.creationData);
+      if (lower(asString(before?.sourceResourceId) ?? "") !== lower(sourceId)) {
+        return armError(
+          409,
+          "PropertyChangeNotAllowed",
+          "Changing property 'sourceResourceId' is not allowed.",
+        );
+      }
+      if (existing.properties.incremental !== incremental) {
+        return armError(
+          409,
+          "PropertyChangeNotAllowed",
+          "Changing property 'incremental' is not allowed.",
+        );
+      }
+      existing.tags = tags;
+    } else {
+      const source = resources.get(lower(sourceId));
+      if (!source || source.deletingUntil !== undefined || !isType(source, DISK_TYPE)) {
+        return armError(404, "NotFound", `Resource ${sourceId} is not found.`);
+      }
+      const size = source.properties.diskSizeGB;
+      plant({
+        resourceGroup: rg,
+        type: SNAPSHOT_TYPE,
+        name,
+        location,
+        tags,
+        properties: {
+          creationData: {
+            createOption: "Copy",
+            sourceResourceId: source.id,
+            ...(typeof source.properties.uniqueId === "string"
+              ? { sourceUniqueId: source.properties.uniqueId }
+              : {}),
+          },
+          incremental,
+          ...(typeof size === "number"
+            ? { diskSizeGB: size, diskSizeBytes: size * 1024 ** 3 }
+            : {}),
+          uniqueId: randomUUID(),
+          timeCreated: nowIso(),
+          diskState: "Unattached",
+          networkAccessPolicy: "AllowAll",
+          publicNetworkAccess: "Enabled",
+          completionPercent: 100,
+        },
+      });
+    }
+    const op = newOp("create");
+    op.resourceKey = key;
+    op.status = "Succeeded";
+    op.endTime = nowIso();
+    const stored = resources.get(key) as StoredResource;
+    return json(
+      existing ? 200 : 202,
+      renderResource(stored),
+      providerOpHeaders(req, "Microsoft.Compute", stored.location, op, apiVersion),
+    );
   }
 
   // ----- deployments --------------------------------------------------------------------------
@@ -1691,5 +1932,25 @@ export async function startArmSimulator(opts: ArmSimOptions): Promise<ArmSimulat
     },
     plantResource: (r) => toSimResource(plant(r)),
     ensureDnsZone,
+    removeResource: (id) => {
+      advance();
+      const key = lower(id);
+      const existed = resources.has(key);
+      dropResource(key);
+      return existed;
+    },
+    setHostResponsive: (ref, responsive) => {
+      advance();
+      const vm = hostVm(ref);
+      if (!vm) throw new Error(`no Grafana host VM for ref '${ref}'`);
+      const vmId = asString(vm.properties.vmId) ?? vm.id;
+      if (responsive) unresponsiveVms.delete(vmId);
+      else unresponsiveVms.add(vmId);
+    },
+    hostAnswers: (ref) => {
+      advance();
+      const vm = hostVm(ref);
+      return vm !== undefined && !unresponsiveVms.has(asString(vm.properties.vmId) ?? vm.id);
+    },
   };
 }

@@ -11,6 +11,7 @@ import type { Node, Parser } from "web-tree-sitter";
 
 import { configSchema, loadConfig, settingNames } from "../../lib/config.js";
 import { TABLE_NAMES } from "../../lib/storage/tables.js";
+import { evaluateOutputs, type ArmTemplate } from "../../local/simulators/arm-template.js";
 import {
   BICEP_DIR,
   type BicepFile,
@@ -448,6 +449,7 @@ describe("Grafana host template spec (bicep/compiled/grafana-host.json)", () => 
     cloudInit: { type: "securestring", required: true },
     adminSshPublicKey: { type: "string", required: true },
     dataDiskSizeGB: { type: "int", required: false },
+    dataDiskSnapshotId: { type: "string", required: false },
     tags: { type: "object", required: false },
   };
   const params = compiledHost.parameters;
@@ -468,6 +470,7 @@ describe("Grafana host template spec (bicep/compiled/grafana-host.json)", () => 
     }
     expect(params.vmName?.defaultValue).toBe("[format('grafana-{0}', parameters('projectRef'))]");
     expect(params.dataDiskSizeGB?.defaultValue).toBe(16);
+    expect(params.dataDiskSnapshotId?.defaultValue).toBe("");
     expect(params.vmSize?.defaultValue).toMatch(/^Standard_/);
     expect(params.projectRef).toMatchObject({ minLength: 20, maxLength: 20 });
     // The only secure parameter is the cloud-init.
@@ -499,6 +502,22 @@ describe("Grafana host template spec (bicep/compiled/grafana-host.json)", () => 
     expect(JSON.stringify(compiledHost.variables)).not.toContain("cloudInit");
   });
 
+  it("when a snapshot id is given, then the data disk is a copy of it, else an empty disk", () => {
+    const [data] = resources("Microsoft.Compute/disks");
+    // The creationData expression, evaluated as ARM does (the simulator's template interpreter).
+    const template: ArmTemplate = {
+      parameters: { dataDiskSnapshotId: { type: "string" } },
+      variables: {},
+      outputs: { creationData: { type: "object", value: pick(data, "properties.creationData") } },
+    };
+    const ctx = { subscriptionId: "s", resourceGroup: "rg", location: "eastus" };
+    const snapshot = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/snapshots/x";
+    const evaluated = (id: string) =>
+      evaluateOutputs(template, { dataDiskSnapshotId: id }, ctx).creationData?.value;
+    expect(evaluated("")).toEqual({ createOption: "Empty" });
+    expect(evaluated(snapshot)).toEqual({ createOption: "Copy", sourceResourceId: snapshot });
+  });
+
   it("when its resources are read, then names, disks, image, tags and networking follow the contract", () => {
     expect(compiledHost.resources.map((r) => r.type)).toEqual([
       "Microsoft.Network/networkInterfaces",
@@ -517,7 +536,11 @@ describe("Grafana host template spec (bicep/compiled/grafana-host.json)", () => 
     expect(vm?.name).toBe("[parameters('vmName')]");
     expect(data?.name).toBe("[format('{0}-data', parameters('vmName'))]");
     expect(pick(data, "properties.diskSizeGB")).toBe("[parameters('dataDiskSizeGB')]");
-    expect(pick(data, "properties.creationData.createOption")).toBe("Empty");
+    // Empty unless a snapshot id is given (evaluated below, by the template interpreter).
+    expect(pick(data, "properties.creationData")).toBe(
+      "[if(empty(parameters('dataDiskSnapshotId')), createObject('createOption', 'Empty'), createObject('createOption', 'Copy', 'sourceResourceId', parameters('dataDiskSnapshotId')))]",
+    );
+    expect(pick(vm, "properties.storageProfile.osDisk.deleteOption")).toBe("Delete");
     expect(pick(vm, "properties.storageProfile.osDisk.name")).toBe(
       "[format('{0}-osdisk', parameters('vmName'))]",
     );
@@ -778,11 +801,19 @@ describe("roles", () => {
         "Microsoft.Network/networkInterfaces/*",
         "Microsoft.Compute/disks/write",
         "Microsoft.Compute/disks/delete",
+        // The daily data-disk snapshots: created, listed and pruned, never exported.
+        "Microsoft.Compute/snapshots/read",
+        "Microsoft.Compute/snapshots/write",
+        "Microsoft.Compute/snapshots/delete",
       ]),
     );
-    expect(actionsOf("grafanaHosts")).not.toContain(
+    for (const exported of [
       "Microsoft.Compute/disks/beginGetAccess/action",
-    );
+      "Microsoft.Compute/snapshots/beginGetAccess/action",
+      "Microsoft.Compute/snapshots/*",
+    ]) {
+      expect(actionsOf("grafanaHosts")).not.toContain(exported);
+    }
   });
 });
 

@@ -64,6 +64,7 @@ describe("the compiled Grafana host template as the simulator's contract", () =>
         adminSshPublicKey: "ssh-ed25519 AAAA test",
         adminUsername: "supafana",
         dataDiskSizeGB: 16,
+        dataDiskSnapshotId: "",
         diskType: "StandardSSD_LRS",
         tags: {},
       },

@@ -32,6 +32,22 @@ describe("the sandbox gateway", () => {
     expect(gw.pushes()).toBe(1);
   });
 
+  it("when a routed host does not answer, then the probe and Grafana calls get 502 as from nginx", async () => {
+    const up = new Set(["abcdefghijklmnopqrst.grafana.example.com"]);
+    const gw = createSandboxGateway({ hostAnswers: (host) => up.has(host) });
+    const script = renderGatewayPushScript(renderGatewayConfig(routes, opts), {
+      targetPath: "/etc/nginx/nginx.conf",
+    });
+    await gw.executor("gw", script, []);
+    const url = (ref: string) => `https://${ref}.grafana.example.com/api/health`;
+    expect(await gw.probe(url("abcdefghijklmnopqrst"))).toBe(200);
+    expect(await gw.probe(url("bcdefghijklmnopqrstu"))).toBe(502);
+    expect((await gw.grafanaFetch(url("bcdefghijklmnopqrstu"))).status).toBe(502);
+    expect(await gw.probe(url("zzzzzzzzzzzzzzzzzzzz"))).toBe(404);
+    up.clear();
+    expect(await gw.probe(url("abcdefghijklmnopqrst"))).toBe(502);
+  });
+
   it("when a push is made to fail or the script is not a push, then nothing is applied", async () => {
     const gw = createSandboxGateway();
     gw.failNextPushes(1);
