@@ -148,6 +148,8 @@ export const configSchema = z.object({
   PROVISION_POLL_SECONDS: int(1, 600).default(15),
   PROVISION_BUDGET_MINUTES: int(1, 24 * 60).default(45),
   PROVISION_MAX_ATTEMPTS: int(1, 1000).default(40),
+  /** Days a daily snapshot of a data disk is kept (the newest of a project is always kept). */
+  SNAPSHOT_RETENTION_DAYS: int(1, 90).default(7),
   /** Host upgrades a rollout runs at once (at most this many instances unroutable). */
   UPGRADE_BATCH_SIZE: int(1, 100).default(5),
   /** Failed health probes in a row (one per reconciler run) before a Running host is replaced. */

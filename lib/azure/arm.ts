@@ -533,6 +533,12 @@ async function runScript(
 
 export const dataDiskName = (ref: string) => `${vmNameFor(ref)}-data`;
 
+/** The resource id of a project's data disk (whether or not it exists). */
+export function dataDiskId(services: Services, ref: string): string {
+  const c = services.config;
+  return `/subscriptions/${c.AZURE_SUBSCRIPTION_ID}/resourceGroups/${c.GRAFANA_RESOURCE_GROUP}/providers/Microsoft.Compute/disks/${dataDiskName(ref)}`;
+}
+
 const DISK_TYPE = "microsoft.compute/disks";
 const SNAPSHOT_TYPE = "microsoft.compute/snapshots";
 

@@ -17,9 +17,13 @@ import {
   deleteDnsRecord,
   deploymentId,
   deploymentName,
+  getDataDisk,
   getDeployment,
   isActiveDeployment,
+  isDataDisk,
+  isSnapshot,
   isVm,
+  listSnapshots,
   listTaggedResources,
   type TaggedResource,
   putDeployment,
@@ -91,11 +95,6 @@ const transient = (message: string): StepResult => ({ kind: "retry", error: { me
 
 // ----- removing resources ------------------------------------------------------------------
 
-const lower = (s: string) => s.toLowerCase();
-const isDataDiskOf = (r: TaggedResource) =>
-  lower(r.type) === "microsoft.compute/disks" && lower(r.name) === lower(dataDiskName(r.ref));
-const isSnapshotResource = (r: TaggedResource) => lower(r.type) === "microsoft.compute/snapshots";
-
 export interface Removal {
   /** Nothing of what was to go is left. */
   done: boolean;
@@ -161,7 +160,7 @@ async function removeTagged(
 
 /** Removes the host (VM, NIC, OS disk) and keeps the data disk and its snapshots. */
 export const removeHost = (services: Services, ref: string) =>
-  removeTagged(services, ref, (r) => isDataDiskOf(r) || isSnapshotResource(r));
+  removeTagged(services, ref, (r) => isDataDisk(r) || isSnapshot(r));
 
 /**
  * Removes everything of a project (data disk and snapshots included) and the deployment

@@ -2,6 +2,7 @@
  * Pure rules of the reconciler: when a Running host counts as unhealthy and is replaced, what a
  * snapshot is called and which snapshots have outlived their retention.
  */
+import type { SnapshotInfo } from "../azure/arm.js";
 import type { Instance } from "../instances/model.js";
 
 /** A data disk is snapshotted once a day. */
@@ -49,13 +50,6 @@ const pad = (n: number) => String(n).padStart(2, "0");
 export function snapshotName(ref: string, at: Date): string {
   const stamp = `${at.getUTCFullYear()}${pad(at.getUTCMonth() + 1)}${pad(at.getUTCDate())}${pad(at.getUTCHours())}${pad(at.getUTCMinutes())}`;
   return `grafana-${ref}-data-${stamp}`;
-}
-
-export interface SnapshotInfo {
-  id: string;
-  name: string;
-  ref: string;
-  createdAt: Date;
 }
 
 /** Snapshots older than the retention, except the newest of each project (always kept). */

@@ -138,8 +138,8 @@ export async function benchReconciler(): Promise<Record<string, string | number>
             updatedAt: now,
           });
         }),
-      ),
-    );
+      );
+    }
 
     const run = async () => {
       const res = await fetch(`${local.host.url}/api/ops/reconciler/run`, {
