@@ -35,7 +35,9 @@ const ERRORS = [400, 401, 404, 409];
 const rolloutViewSchema = z.object({
   rolloutId: z.string(),
   hostVersion: z.string(),
-  status: z.enum(["running", "done"]),
+  status: z
+    .enum(["running", "done", "halted"])
+    .describe("`halted`: failed upgrades hold every slot of the batch; retry them."),
   upgraded: z.number().int(),
   inFlight: z.number().int(),
   failed: z.number().int(),

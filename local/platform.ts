@@ -11,6 +11,7 @@ import { loadConfig, type Config } from "../lib/config.js";
 import { createSandboxGateway, type SandboxGateway } from "../lib/gateway/sandbox.js";
 import {
   createServices,
+  systemClock,
   type Clock,
   type ServiceOverrides,
   type Services,
@@ -147,11 +148,14 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
 
     // Supabase (OAuth + Management API).
     if (!has("SUPABASE_API_URL")) {
+      const platformNow = opts.clock ? () => (opts.clock ?? systemClock).now().getTime() : undefined;
       const supabase = await startSupabaseSimulator({
         clientId: LOCAL.supabaseClientId,
         clientSecret: LOCAL.supabaseClientSecret,
         orgs: [makeDemoOrg()],
         autoApprove: true,
+        // Token expiry and rate-limit windows follow the platform's clock, as the app's do.
+        ...(platformNow ? { now: platformNow } : {}),
       });
       closers.push(() => supabase.close());
       result.supabase = supabase;

@@ -131,7 +131,8 @@ export async function kickRollout(services: Services, why: string): Promise<bool
 export interface RolloutProgress {
   rolloutId: string;
   hostVersion: string;
-  status: Rollout["status"];
+  /** `halted`: failed upgrades hold every slot of the batch; retry them (or start anew). */
+  status: Rollout["status"] | "halted";
   /** Instances of this rollout: upgraded, being upgraded, failed; and those still to do. */
   upgraded: number;
   inFlight: number;
@@ -153,19 +154,27 @@ export function rolloutProgress(rollout: Rollout, instances: readonly Instance[]
       i.hostVersion !== rollout.hostVersion &&
       (rollout.org === undefined || i.org === rollout.org),
   );
+  // A failed upgrade leaves its instance unroutable until someone retries it: it keeps its slot,
+  // so at most `batch` instances are ever unroutable, and failures halt the rollout.
   const room = Math.max(
     0,
-    Math.min(rollout.batch - inFlight.length, rollout.max - mine.length, candidates.length),
+    Math.min(
+      rollout.batch - inFlight.length - failed.length,
+      rollout.max - mine.length,
+      candidates.length,
+    ),
   );
+  const left = Math.max(0, Math.min(candidates.length, rollout.max - mine.length));
+  const halted = rollout.status === "running" && left > 0 && room === 0 && inFlight.length === 0;
   return {
     progress: {
       rolloutId: rollout.rolloutId,
       hostVersion: rollout.hostVersion,
-      status: rollout.status,
+      status: halted ? "halted" : rollout.status,
       upgraded: upgraded.length,
       inFlight: inFlight.length,
       failed: failed.length,
-      remaining: Math.max(0, Math.min(candidates.length, rollout.max - mine.length)),
+      remaining: left,
     } satisfies RolloutProgress,
     /** Oldest host versions first, then by ref: a stable order. */
     toStart: [...candidates]
@@ -213,7 +222,11 @@ export async function handleRolloutMessage(
     started,
     status: finished ? "done" : "running",
   });
-  return { ...progress, inFlight: progress.inFlight + started, status: finished ? "done" : "running" };
+  return {
+    ...progress,
+    inFlight: progress.inFlight + started,
+    status: finished ? "done" : progress.status,
+  };
 }
 
 /** Progress of the current rollout, for operators. */

@@ -43,14 +43,14 @@ const reconcile = (o: OrgEnv) => runReconciler(o.services, o.client.context("rec
 
 /**
  * Delivers until the queues are empty. A scheduled message moves the clock on (by its delay, at
- * most a second at a time) before it is delivered, so deletes that take `deleteDelayMs` finish
+ * most 5 s at a time) before it is delivered, so deletes that take `deleteDelayMs` finish
  * as they would while the message waited.
  */
 async function settle(o: OrgEnv, onStep?: () => Promise<void>): Promise<void> {
   for (let n = 0; n < 20_000; n++) {
     const next = o.driver.pending[0];
     if (!next) return;
-    if (next.delayMs > 0) clock.advance(Math.min(next.delayMs, 1_000));
+    if (next.delayMs > 0) clock.advance(Math.min(next.delayMs, 5_000));
     await o.driver.step();
     if (onStep) await onStep();
   }
@@ -66,7 +66,7 @@ async function provisionAll(o: OrgEnv): Promise<void> {
 }
 
 describe("an upgrade of every Running instance", () => {
-  it("when 20 instances are upgraded in batches of 3, then every data disk is kept, all end Running on the new version with one VM, and never more than 3 are unroutable at once", async () => {
+  it("when 20 instances are upgraded in batches of 3, then every data disk is kept, all end Running on the new version with one VM, and never more than 3 are unroutable at once", { timeout: 300_000 }, async () => {
     const o = await env.newOrg(20);
     await provisionAll(o);
     const disksBefore = new Map(o.refs.map((ref) => [ref, dataDisk(ref)]));
@@ -144,18 +144,20 @@ describe("healing a host", () => {
     const mailsBefore = env.platform.loops?.to(o.email).length ?? 0;
     env.arm.setHostResponsive(ref, false);
 
-    // One blip does nothing; failures over the window do.
-    const first = await reconcile(o);
-    expect(first).toMatchObject({ healsStarted: 0 });
-    expect((await o.instance(ref))?.failedProbes).toBe(1);
+    // One blip does nothing; failures over the window do. (Other tests' instances share the
+    // platform, so this one's row is what is checked.)
+    await reconcile(o);
+    expect(await o.instance(ref)).toMatchObject({ operation: "provision", failedProbes: 1 });
     clock.advance(5 * 60_000);
-    expect((await reconcile(o)).healsStarted).toBe(0);
+    await reconcile(o);
+    expect(await o.instance(ref)).toMatchObject({ operation: "provision", failedProbes: 2 });
     clock.advance(6 * 60_000);
-    const third = await reconcile(o);
-    expect(third.healsStarted).toBe(1);
-    expect((await o.instance(ref))?.operation).toBe("heal");
+    await reconcile(o);
+    const healing = await o.instance(ref);
+    expect(healing?.operation).toBe("heal");
     // While it heals, the reconciler starts nothing more.
-    expect((await reconcile(o)).healsStarted).toBe(0);
+    await reconcile(o);
+    expect((await o.instance(ref))?.operationId).toBe(healing?.operationId);
 
     env.arm.setHostResponsive(ref, true);
     await settle(o);
@@ -168,7 +170,8 @@ describe("healing a host", () => {
     expect(env.platform.loops?.to(o.email).length ?? 0).toBe(mailsBefore);
     // Healthy again: no flapping.
     clock.advance(11 * 60_000);
-    expect((await reconcile(o)).healsStarted).toBe(0);
+    await reconcile(o);
+    expect((await o.instance(ref))?.operationId).toBe(healed?.operationId);
   });
 
   it("when the VM was deleted in Azure, then the next run heals it at once", async () => {
@@ -180,8 +183,8 @@ describe("healing a host", () => {
     if (!vm) throw new Error("no VM");
     env.arm.removeResource(vm.id);
     clock.advance(1_000);
-    const report = await reconcile(o);
-    expect(report.healsStarted).toBe(1);
+    await reconcile(o);
+    expect(await o.instance(ref)).toMatchObject({ operation: "heal", operationReason: "vm_missing" });
     await settle(o);
     expect(await o.instance(ref)).toMatchObject({ state: "Running", operationReason: "vm_missing" });
     expect(vms(ref)).toHaveLength(1);
@@ -192,9 +195,11 @@ describe("healing a host", () => {
     const ref = o.refs[0] ?? "";
     await provisionAll(o);
     // The daily snapshot, then another a day later: the newer one is restored.
-    expect((await reconcile(o)).snapshotsStarted).toBe(1);
+    // (Other tests' instances share the platform: count this project's snapshots.)
+    await reconcile(o);
+    expect(ofType(ref, TYPE.snapshot)).toHaveLength(1);
     clock.advance(25 * 3600_000);
-    expect((await reconcile(o)).snapshotsStarted).toBe(1);
+    await reconcile(o);
     const snapshots = ofType(ref, TYPE.snapshot).sort((a, b) => a.name.localeCompare(b.name));
     expect(snapshots).toHaveLength(2);
     const newest = snapshots[1];
@@ -204,7 +209,8 @@ describe("healing a host", () => {
     env.arm.removeResource(vm.id);
     env.arm.removeResource(lost.id);
     clock.advance(1_000);
-    expect((await reconcile(o)).healsStarted).toBe(1);
+    await reconcile(o);
+    expect(await o.instance(ref)).toMatchObject({ operation: "heal", operationReason: "vm_missing" });
     await settle(o);
     const healed = await o.instance(ref);
     expect(healed).toMatchObject({ state: "Running", restoredFromSnapshot: newest?.id });
@@ -256,7 +262,8 @@ describe("a crash at any point of a replacement step, then the redelivery", () =
             clock.advance(11 * 60_000);
             await reconcile(o);
             clock.advance(60_000);
-            expect((await reconcile(o)).healsStarted).toBe(1);
+            await reconcile(o);
+            expect((await o.instance(ref))?.operation).toBe("heal");
             env.arm.setHostResponsive(ref, true);
           }
           await settle(o);

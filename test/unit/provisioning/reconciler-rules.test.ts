@@ -116,6 +116,17 @@ describe("rollout progress", () => {
     expect(next.finished).toBe(false);
   });
 
+  it("when upgrades of the rollout failed, then they keep their slots, and a full batch of failures halts it", () => {
+    const failed = (ref: string) =>
+      inst(ref, { operation: "upgrade", operationReason: "rollout:r1", state: "Failed", step: "failed" });
+    const one = rolloutProgress(rollout, [failed("a"), inst("b", {}), inst("c", {})]);
+    expect(one.toStart.map((i) => i.ref)).toEqual(["b"]);
+    const two = rolloutProgress(rollout, [failed("a"), failed("b"), inst("c", {})]);
+    expect(two.toStart).toEqual([]);
+    expect(two.progress).toMatchObject({ status: "halted", failed: 2, remaining: 1 });
+    expect(two.finished).toBe(false);
+  });
+
   it("when nothing is left and nothing is in flight, then the rollout is finished; max bounds the instances upgraded", () => {
     const done = [inst("a", { operation: "upgrade", operationReason: "rollout:r1", hostVersion: "2" })];
     expect(rolloutProgress(rollout, done).finished).toBe(true);
