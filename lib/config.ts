@@ -149,9 +149,6 @@ export const configSchema = z.object({
 
   /** Each instance's dedicated Supabase secret key is replaced this often (days). */
   KEY_ROTATION_DAYS: int(1, 3650).default(30),
-
-  /** Daily incremental snapshots of each instance's data disk are kept this many days. */
-  SNAPSHOT_RETENTION_DAYS: int(1, 90).default(7),
 });
 
 export type Config = z.output<typeof configSchema>;

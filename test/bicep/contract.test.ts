@@ -65,7 +65,6 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   PROVISION_BUDGET_MINUTES: "tuning knob",
   PROVISION_MAX_ATTEMPTS: "tuning knob",
   KEY_ROTATION_DAYS: "tuning knob; the default is 30 days",
-  SNAPSHOT_RETENTION_DAYS: "tuning knob; the default is 7 days",
 };
 
 /**

@@ -13,20 +13,6 @@ describe("config", () => {
     expect(config.TRIAL_HOURS).toBe(72);
   });
 
-  it("when SNAPSHOT_RETENTION_DAYS is unset, 1-90 or outside, then it is 7, taken, or refused", () => {
-    expect(loadConfig(validEnv()).SNAPSHOT_RETENTION_DAYS).toBe(7);
-    for (const days of ["1", "30", "90"]) {
-      expect(
-        loadConfig({ ...validEnv(), SNAPSHOT_RETENTION_DAYS: days }).SNAPSHOT_RETENTION_DAYS,
-      ).toBe(Number(days));
-    }
-    for (const bad of ["0", "91", "7.5", "week"]) {
-      expect(() => loadConfig({ ...validEnv(), SNAPSHOT_RETENTION_DAYS: bad }), bad).toThrow(
-        /SNAPSHOT_RETENTION_DAYS/,
-      );
-    }
-  });
-
   it("when several settings are bad, then one error lists every bad key and no value", () => {
     const env = validEnv();
     delete (env as Partial<typeof env>).SUPABASE_CLIENT_ID;
