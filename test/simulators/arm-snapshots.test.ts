@@ -393,6 +393,9 @@ describe("ARM simulator: data-disk snapshots", () => {
     const listed = [];
     for await (const x of sdk.compute.snapshots.listByResourceGroup(RG)) listed.push(x.name);
     expect(listed).toEqual([`${ref}-sdk`]);
+    const inSubscription = [];
+    for await (const x of sdk.compute.snapshots.list()) inSubscription.push(x.name);
+    expect(inSubscription).toEqual([`${ref}-sdk`]);
   });
 
   it("when a snapshot is deleted through startDelete, then it is Deleting for deleteDelayMs and then gone", async () => {
