@@ -383,6 +383,7 @@ var appSettings = {
   LOOPS_TX_TRIAL_ENDING: loopsTransactionalIds.trialEnding
   LOOPS_TX_PAYMENT_FAILED: loopsTransactionalIds.paymentFailed
   LOOPS_TX_INSTANCE_DELETED: loopsTransactionalIds.instanceDeleted
+  LOOPS_TX_INSTANCE_FAILED: loopsTransactionalIds.instanceFailed
   STRIPE_SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${keyVaultSecretNames.STRIPE_SECRET_KEY}/)'
   STRIPE_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${keyVaultSecretNames.STRIPE_WEBHOOK_SECRET}/)'
   STRIPE_PRICE_ID: stripePriceId
@@ -514,6 +515,9 @@ type loopsTransactionalIdsType = {
 
   @description('Required. "Your Grafana was deleted".')
   instanceDeleted: string
+
+  @description('Required, may be empty. "Replacing your Grafana host failed" (an upgrade or an automatic heal); empty: such failures are only logged.')
+  instanceFailed: string
 }
 
 @description('Storage account the built web app (web/dist) is uploaded to.')

@@ -88,7 +88,7 @@ export const configSchema = z.object({
   LOOPS_TX_PAYMENT_FAILED: nonEmpty,
   LOOPS_TX_INSTANCE_DELETED: nonEmpty,
   /** "Your Grafana host could not be replaced" (upgrade or heal failed); unset: logged only. */
-  LOOPS_TX_INSTANCE_FAILED: nonEmpty.optional(),
+  LOOPS_TX_INSTANCE_FAILED: z.string().trim().optional(),
 
   /** Unset means the real Stripe API. */
   STRIPE_API_URL: url.optional(),

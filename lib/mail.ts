@@ -26,7 +26,7 @@ function templateId(services: Services, template: MailTemplate): string | undefi
     case "instanceDeleted":
       return c.LOOPS_TX_INSTANCE_DELETED;
     case "instanceFailed":
-      return c.LOOPS_TX_INSTANCE_FAILED;
+      return c.LOOPS_TX_INSTANCE_FAILED || undefined;
   }
 }
 

@@ -16,6 +16,7 @@ param loopsTransactionalIds = {
   trialEnding: readEnvironmentVariable('SUPAFANA_LOOPS_TX_TRIAL_ENDING')
   paymentFailed: readEnvironmentVariable('SUPAFANA_LOOPS_TX_PAYMENT_FAILED')
   instanceDeleted: readEnvironmentVariable('SUPAFANA_LOOPS_TX_INSTANCE_DELETED')
+  instanceFailed: readEnvironmentVariable('SUPAFANA_LOOPS_TX_INSTANCE_FAILED', '')
 }
 param adminSshPublicKey = readEnvironmentVariable('SUPAFANA_ADMIN_SSH_PUBLIC_KEY')
 param gatewayCertificateImported = bool(readEnvironmentVariable('SUPAFANA_CERTIFICATE_IMPORTED', 'false'))

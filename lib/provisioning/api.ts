@@ -130,20 +130,9 @@ async function begin(
   return saved;
 }
 
-/** Like `retryOnConflict`, for the starts: a moved row is a lost race too. */
-function retryStart<T>(attempt: () => Promise<T>): Promise<T> {
-  return retryOnConflict(
-    async () => {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (err instanceof RowMovedError) throw new AppError(412, "conflict", err.message);
-        throw err;
-      }
-    },
-    { exhausted: keptChanging },
-  );
-}
+/** Re-reads and decides again while the row moves under a start (a lost race). */
+const retryStart = <T>(attempt: () => Promise<T>) =>
+  retryOnConflict(attempt, { exhausted: keptChanging });
 
 /** 409 `project_paused`: the Supabase project is paused (or otherwise not running). */
 export const projectPaused = (status: string) =>

@@ -45,8 +45,12 @@ export type MessageOutcome = "invalid" | "superseded" | "finished" | "stale" | S
 
 const MAX_ROUNDS = 4;
 
-/** The instance row changed since it was read (etag mismatch): read it again and decide again. */
+/**
+ * The instance row changed since it was read (etag mismatch): read it again and decide again.
+ * It carries the 412 of the lost write, so `retryOnConflict` retries it.
+ */
 export class RowMovedError extends Error {
+  readonly statusCode = 412;
   constructor() {
     super("the instance row changed meanwhile");
     this.name = "RowMovedError";
@@ -164,7 +168,9 @@ export async function handleProvisioningMessage(
     const redacted = redactResult(result, env.secrets);
     const transition = next(env.instance, redacted, services.clock.now(), limitsOf(services));
     try {
-      await apply(env, transition, (outcome) => fields(env.instance, m, started, outcome));
+      await apply(env, transition, redacted, (outcome) =>
+        fields(env.instance, m, started, outcome),
+      );
       return result.kind;
     } catch (err) {
       if (err instanceof RowMovedError) continue;
@@ -176,7 +182,10 @@ export async function handleProvisioningMessage(
 
 function redactResult(result: StepResult, secrets: readonly string[]): StepResult {
   if (result.kind === "retry")
-    return { ...result, error: { ...result.error, message: redact(result.error.message, secrets) } };
+    return {
+      ...result,
+      error: { ...result.error, message: redact(result.error.message, secrets) },
+    };
   if (result.kind === "fail") return { ...result, message: redact(result.message, secrets) };
   return result;
 }
@@ -236,6 +245,7 @@ export async function applyTransition(
 async function apply(
   env: StepEnv,
   transition: Transition,
+  result: StepResult,
   log: (outcome: string) => StepLogFields,
 ): Promise<void> {
   const { services, ctx } = env;
@@ -253,10 +263,15 @@ async function apply(
       });
       return;
     case "waiting":
-      logStep(ctx, "info", "provisioning step waiting", {
-        ...log("waiting"),
-        ...(delayMs !== undefined ? { delayMs } : {}),
-      });
+      logStep(
+        ctx,
+        "info",
+        `provisioning step waiting: ${result.kind === "wait" ? result.why : ""}`,
+        {
+          ...log("waiting"),
+          ...(delayMs !== undefined ? { delayMs } : {}),
+        },
+      );
       return;
     case "retrying":
       logStep(ctx, "warn", "provisioning step will be retried", {

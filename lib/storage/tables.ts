@@ -117,8 +117,12 @@ export async function getEntity<T extends object>(
   }
 }
 
-/** True when an etag-conditional write lost a race (412) or a create found the row (409). */
+/**
+ * True when an etag-conditional write lost a race (412) or a create found the row (409). An
+ * `AppError` is the app's own answer (a 409 `conflict` to a client), never a lost race.
+ */
 export const isConflict = (err: unknown): boolean => {
+  if (err instanceof AppError) return false;
   const s = statusOf(err);
   return s === 412 || s === 409;
 };

@@ -65,6 +65,10 @@ const LEFT_TO_DEFAULT: Record<string, string> = {
   PROVISION_BUDGET_MINUTES: "tuning knob",
   PROVISION_MAX_ATTEMPTS: "tuning knob",
   KEY_ROTATION_DAYS: "tuning knob; the default is 30 days",
+  SNAPSHOT_RETENTION_DAYS: "tuning knob; the default is a week",
+  UPGRADE_BATCH_SIZE: "tuning knob; a rollout request may set its own batch",
+  HEAL_AFTER_FAILED_PROBES: "tuning knob",
+  HEAL_AFTER_MINUTES: "tuning knob",
 };
 
 /**
@@ -230,6 +234,7 @@ const SAMPLES: Record<string, string> = {
   "loopsTransactionalIds.trialEnding": "tx-trial",
   "loopsTransactionalIds.paymentFailed": "tx-payment",
   "loopsTransactionalIds.instanceDeleted": "tx-deleted",
+  "loopsTransactionalIds.instanceFailed": "",
   "storage.outputs.name": "stdevabcdefghijklm",
   "storage.outputs.tableEndpoint": "https://stdevabcdefghijklm.table.core.windows.net/",
   "serviceBus.outputs.fullyQualifiedNamespace": "sb-supafana-dev-abc.servicebus.windows.net",

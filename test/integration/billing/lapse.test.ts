@@ -82,9 +82,14 @@ describe("lapsed subscriptions", () => {
     const removed = await reconcileLapsed(env.services, a.client);
     expect(removed).toEqual(expect.arrayContaining([paid1, paid2]));
     const states = Object.fromEntries(
-      (await listInstances(env.services, a.org)).map((i) => [i.ref, i.state]),
+      (await listInstances(env.services, a.org)).map((i) => [i.ref, `${i.operation} ${i.state}`]),
     );
-    expect(states).toEqual({ [paid1]: "Deleted", [paid2]: "Deleted", [trial]: "Running" });
+    // The seeded trial row has no VM in Azure, so the same run starts healing it: it is kept.
+    expect(states).toEqual({
+      [paid1]: "deprovision Deleted",
+      [paid2]: "deprovision Deleted",
+      [trial]: expect.stringMatching(/^(provision Running|heal Replacing)$/) as unknown,
+    });
     expect(await lapsedOrgs()).not.toContain(a.org);
   });
 

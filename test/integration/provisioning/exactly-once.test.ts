@@ -153,7 +153,7 @@ describe("exactly one deployment PUT per operation", () => {
     const first = run(o, g.services, m);
     await hold.reached;
     // The second run records, PUTs and moves the operation on.
-    expect(await run(o, g.services, m)).toBe("advance");
+    expect(await run(o, g.services, m)).toBe("done");
     expect(putsOf(m.operationId)).toBe(1);
     hold.release();
     // The first run's conditional write fails: it reads the row again and finds itself stale.
@@ -177,7 +177,7 @@ describe("exactly one deployment PUT per operation", () => {
     expect(putsOf(m.operationId)).toBe(1);
 
     // Redelivered (the lock expired): adopted, not PUT again.
-    expect(await run(o, o.driver.services, m)).toBe("advance");
+    expect(await run(o, o.driver.services, m)).toBe("done");
     await o.driver.drain();
     expect((await getInstance(env.services, o.slug, ref))?.state).toBe("Running");
     expect(putsOf(m.operationId)).toBe(1);
@@ -210,7 +210,7 @@ describe("exactly one deployment PUT per operation", () => {
     const retry = o.driver.pending.shift()?.body as ProvisioningMessage | undefined;
     if (!retry) throw new Error("expected the next attempt");
     // Past it, the request is known never to have reached ARM: this run sends it.
-    expect(await run(o, at(DEPLOYMENT_REQUEST_GRACE_MS), retry)).toBe("advance");
+    expect(await run(o, at(DEPLOYMENT_REQUEST_GRACE_MS), retry)).toBe("done");
     expect(putsOf(m.operationId)).toBe(1);
 
     await o.driver.drain();
