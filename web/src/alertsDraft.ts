@@ -3,7 +3,29 @@
  * person changed (number inputs as typed), so a poll that brings new server data never undoes an
  * edit, and Save sends only the differences.
  */
-import type { Alert, AlertParam, AlertPatch, ConfigVersion } from "./api/alerts";
+// The shapes of `./api/alerts` this needs, declared here so that this module has no imports
+// (the unit tests load it under Node's module resolution).
+interface AlertParam {
+  name: string;
+  label: string;
+  unit: string;
+  value: number;
+  min: number;
+  max: number;
+  step: number;
+}
+interface Alert {
+  id: string;
+  enabled: boolean;
+  params: readonly AlertParam[];
+}
+interface AlertPatch {
+  alerts: Record<string, { enabled?: boolean; params?: Record<string, number> }>;
+}
+interface ConfigVersion {
+  desired: number;
+  applied: number | null;
+}
 
 export interface AlertEdit {
   enabled?: boolean;
