@@ -332,6 +332,10 @@ function RecipientsSection({
       old ? { ...old, configVersion: newerVersion(old.configVersion, next.configVersion) } : old,
     );
   };
+  // Refused (the list changed meanwhile, or a member left): show the list as it is now.
+  const onRefused = () => {
+    void client.invalidateQueries({ queryKey: keys.recipients(projectRef) });
+  };
 
   return (
     <section aria-labelledby="recipients-title" className="recipients">
@@ -342,13 +346,19 @@ function RecipientsSection({
       <ErrorMessage error={recipients.error} />
       {recipients.data &&
         (recipients.data.canEditOthers ? (
-          <RecipientForm data={recipients.data} projectRef={projectRef} onSaved={onSaved} />
+          <RecipientForm
+            data={recipients.data}
+            projectRef={projectRef}
+            onSaved={onSaved}
+            onRefused={onRefused}
+          />
         ) : (
           <RecipientSelf
             data={recipients.data}
             projectRef={projectRef}
             projectName={projectName}
             onSaved={onSaved}
+            onRefused={onRefused}
           />
         ))}
     </section>
@@ -362,10 +372,12 @@ function RecipientForm({
   data,
   projectRef,
   onSaved,
+  onRefused,
 }: {
   data: Recipients;
   projectRef: string;
   onSaved: (next: Recipients) => void;
+  onRefused: () => void;
 }) {
   const id = useId();
   const [picked, setPicked] = useState<ReadonlySet<string>>();
@@ -388,6 +400,7 @@ function RecipientForm({
       focusSoon(outcome.current);
     },
     onError: () => {
+      onRefused();
       focusSoon(outcome.current);
     },
   });
@@ -474,11 +487,13 @@ function RecipientSelf({
   projectRef,
   projectName,
   onSaved,
+  onRefused,
 }: {
   data: Recipients;
   projectRef: string;
   projectName: string;
   onSaved: (next: Recipients) => void;
+  onRefused: () => void;
 }) {
   const id = useId();
   const [message, setMessage] = useState<string>();
@@ -494,6 +509,7 @@ function RecipientSelf({
           : `You no longer get alert e-mail for ${projectName}.`,
       );
     },
+    onError: onRefused,
   });
 
   return (
