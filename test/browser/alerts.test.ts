@@ -382,7 +382,7 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
     expect(await threshold.getAttribute("max")).toBe("99");
     expect(await threshold.getAttribute("step")).toBe("1");
     await cpu.getByText("Between 50% and 99%. Default 80%.").waitFor();
-    await cpu.getByText("Between 1 minutes and 60 minutes. Default 5 minutes.").waitFor();
+    await cpu.getByText("Between 1 minute and 60 minutes. Default 5 minutes.").waitFor();
 
     // A value out of range is refused here, with the focus on it, and nothing is sent.
     await threshold.fill("120");

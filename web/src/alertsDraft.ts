@@ -57,9 +57,14 @@ export function edit(
   return { ...draft, [alertId]: next };
 }
 
-const fmt = (n: number): string => String(n);
-const withUnit = (n: number, unit: string): string =>
-  unit === "%" ? `${fmt(n)}%` : unit ? `${fmt(n)} ${unit}` : fmt(n);
+/** "80%", "5 minutes", "1 minute", "3". */
+export function withUnit(n: number, unit: string): string {
+  if (!unit) return String(n);
+  if (unit === "%") return `${n}%`;
+  // The API gives units in the plural ("minutes"): one of them reads in the singular.
+  const word = n === 1 && unit.length > 2 && unit.endsWith("s") ? unit.slice(0, -1) : unit;
+  return `${n} ${word}`;
+}
 
 /** "Between 50% and 99%." */
 export const rangeText = (p: AlertParam): string =>

@@ -10,6 +10,7 @@ import {
   paramError,
   prepare,
   withSelf,
+  withUnit,
   type AlertDraft,
 } from "../../../web/src/alertsDraft.js";
 
@@ -74,7 +75,7 @@ describe("web app: the Alerts screen's draft", () => {
     expect(paramError(threshold, "100")).toBe("“CPU usage above” must be between 50% and 99%.");
     expect(paramError(threshold, "49")).toBe("“CPU usage above” must be between 50% and 99%.");
     expect(paramError(forMinutes, "61")).toBe(
-      "“For at least” must be between 1 minutes and 60 minutes.",
+      "“For at least” must be between 1 minute and 60 minutes.",
     );
     expect(paramError(threshold, "80.5")).toMatch(/steps of 1%/);
     expect(paramError({ ...threshold, step: 0.5 }, "80.5")).toBeUndefined();
@@ -86,6 +87,14 @@ describe("web app: the Alerts screen's draft", () => {
     expect(errors).toEqual({ "high-cpu.threshold": expect.stringMatching(/between 50% and 99%/) });
     expect(patch).toEqual({ alerts: { "disk-full": { enabled: true } } });
     expect(isDirty(alerts, draft)).toBe(true);
+  });
+
+  it("when a value has a unit, then it reads as words do", () => {
+    expect(withUnit(80, "%")).toBe("80%");
+    expect(withUnit(5, "minutes")).toBe("5 minutes");
+    expect(withUnit(1, "minutes")).toBe("1 minute");
+    expect(withUnit(1, "ms")).toBe("1 ms");
+    expect(withUnit(3, "")).toBe("3");
   });
 
   it("when the applied version is behind the desired one, then the configuration is applying", () => {

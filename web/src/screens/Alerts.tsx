@@ -30,6 +30,7 @@ import {
   prepare,
   rangeText,
   withSelf,
+  withUnit,
   type AlertDraft,
 } from "../alertsDraft";
 import { ErrorMessage } from "../components/ErrorMessage";
@@ -125,11 +126,15 @@ function ConfigStatus({ settings }: { settings: AlertSettings }) {
           <span className="hint"> Changes reach Grafana within a few minutes.</span>
         )}
       </p>
-      {settings.lastConfigError && (
-        <p className="error" role="alert">
-          The last change could not be applied to Grafana: {settings.lastConfigError}
-        </p>
-      )}
+      <ErrorMessage
+        error={
+          settings.lastConfigError
+            ? new Error(
+                `The last change could not be applied to Grafana: ${settings.lastConfigError}`,
+              )
+            : undefined
+        }
+      />
     </div>
   );
 }
@@ -230,8 +235,7 @@ function AlertForm({ settings, projectRef }: { settings: AlertSettings; projectR
                           {p.unit && <span className="unit">{p.unit}</span>}
                         </span>
                         <span id={`${field}-range`} className="hint">
-                          {rangeText(p)} Default {p.default}
-                          {p.unit === "%" ? "%" : p.unit ? ` ${p.unit}` : ""}.
+                          {rangeText(p)} Default {withUnit(p.default, p.unit)}.
                         </span>
                         {error && (
                           <span id={`${field}-err`} className="error field-error">
@@ -274,9 +278,6 @@ function AlertForm({ settings, projectRef }: { settings: AlertSettings; projectR
   );
 }
 
-const valueText = (value: number, unit: string): string =>
-  unit === "%" ? `${value}%` : unit ? `${value} ${unit}` : String(value);
-
 /** The alerts as text, for members who may not change them. */
 function AlertList({ alerts, role, org }: { alerts: Alert[]; role: string; org: string }) {
   return (
@@ -300,7 +301,7 @@ function AlertList({ alerts, role, org }: { alerts: Alert[]; role: string; org: 
                 {a.params.map((p) => (
                   <div key={p.name} className="summary-row">
                     <dt>{p.label}</dt>
-                    <dd>{valueText(p.value, p.unit)}</dd>
+                    <dd>{withUnit(p.value, p.unit)}</dd>
                   </div>
                 ))}
               </dl>
