@@ -41,9 +41,10 @@ import { Link } from "../router";
 /** The most recipients the API takes. */
 const MAX_RECIPIENTS = 50;
 
+// A failed push is a change too: ask again soon after it shows (the host retries it).
 const pollWhileApplying = backoffInterval<AlertSettings>((a) =>
   a && configState(a.configVersion) === "applying"
-    ? `${a.configVersion.desired}/${a.configVersion.applied ?? "none"}`
+    ? `${a.configVersion.desired}/${a.configVersion.applied ?? "none"}/${a.lastConfigError ?? ""}`
     : undefined,
 );
 
