@@ -41,7 +41,7 @@ import { Link } from "../router";
 /** The most recipients the API takes. */
 const MAX_RECIPIENTS = 50;
 
-// A failed push is a change too: ask again soon after it shows (the host retries it).
+// A failed push is a change too: the back-off starts again from it.
 const pollWhileApplying = backoffInterval<AlertSettings>((a) =>
   a && configState(a.configVersion) === "applying"
     ? `${a.configVersion.desired}/${a.configVersion.applied ?? "none"}/${a.lastConfigError ?? ""}`
