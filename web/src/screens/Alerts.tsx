@@ -124,7 +124,7 @@ function ConfigStatus({ settings }: { settings: AlertSettings }) {
           {state === "applied" ? "Applied" : "Applying…"}
         </strong>
         {state === "applying" && (
-          <span className="hint"> Changes reach Grafana within a few minutes.</span>
+          <span className="hint"> Grafana is being updated; this shows when it is done.</span>
         )}
       </p>
       <ErrorMessage
