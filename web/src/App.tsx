@@ -8,10 +8,12 @@ import { useEffect, useRef, useState, type ReactNode } from "react";
 import { ApiError, type Me } from "./api/client";
 import { ErrorMessage } from "./components/ErrorMessage";
 import { getMe, keys, signOut } from "./data";
-import { Link, navigate, useLocation } from "./router";
+import { alertsRef, Link, navigate, useLocation } from "./router";
+import { AlertsScreen } from "./screens/Alerts";
 import { BillingScreen } from "./screens/Billing";
 import { ConnectScreen } from "./screens/Connect";
 import { IdentifyScreen } from "./screens/Identify";
+import { NotificationsScreen } from "./screens/Notifications";
 import { ProjectsScreen } from "./screens/Projects";
 import { endSession, useSessionEnd } from "./session";
 
@@ -19,6 +21,7 @@ const TITLES: Record<string, string> = {
   "/projects": "Projects",
   "/billing": "Billing",
   "/identify": "Identify yourself",
+  "/settings/email": "E-mail notifications",
 };
 
 export function App() {
@@ -34,7 +37,7 @@ export function App() {
   if (me.data) hadSession.current = true;
 
   const unauthenticated = me.error instanceof ApiError && me.error.status === 401;
-  let title = TITLES[path] ?? "Supafana";
+  let title = TITLES[path] ?? (alertsRef(path) ? "Alerts" : "Supafana");
   let body: ReactNode;
   if (ended || unauthenticated) {
     title = "Connect";
@@ -97,6 +100,8 @@ function Page({ path, me }: { path: string; me: Me }) {
     h1?.focus({ preventScroll: true });
   }, [path]);
 
+  const ref = alertsRef(path);
+  if (ref) return <AlertsScreen key={ref} me={me} projectRef={ref} />;
   switch (path) {
     case "/":
       return null;
@@ -106,6 +111,8 @@ function Page({ path, me }: { path: string; me: Me }) {
       return <BillingScreen me={me} />;
     case "/identify":
       return <IdentifyScreen me={me} />;
+    case "/settings/email":
+      return <NotificationsScreen me={me} />;
     default:
       return (
         <>
@@ -165,6 +172,16 @@ function Header({ me }: { me: Me | undefined }) {
                   Billing
                 </Link>
               </li>
+              {me.user && (
+                <li>
+                  <Link
+                    to="/settings/email"
+                    aria-current={path === "/settings/email" ? "page" : undefined}
+                  >
+                    E-mail
+                  </Link>
+                </li>
+              )}
             </ul>
           </nav>
           <div className="who">

@@ -22,6 +22,9 @@ export const keys = {
   projects: ["projects"] as const,
   instance: (ref: string) => ["instance", ref] as const,
   billing: ["billing"] as const,
+  alerts: (ref: string) => ["alerts", ref] as const,
+  recipients: (ref: string) => ["recipients", ref] as const,
+  notifications: ["notifications"] as const,
 };
 
 export const getMe = () => call(() => api.GET("/api/me"));

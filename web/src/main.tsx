@@ -2,9 +2,11 @@ import { QueryClientProvider } from "@tanstack/react-query";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 
+import { getAlerts } from "./api/alerts";
 import { setUnauthorizedHandler } from "./api/client";
 import { App } from "./App";
 import { createQueryClient, getBilling, getMe, getProjects, keys } from "./data";
+import { alertsRef } from "./router";
 import { endSession } from "./session";
 import "./styles.css";
 
@@ -21,6 +23,11 @@ if (window.location.pathname === "/projects")
   client.query({ queryKey: keys.projects, queryFn: () => getProjects(client) }).catch(ignore);
 else if (window.location.pathname === "/billing")
   client.query({ queryKey: keys.billing, queryFn: getBilling }).catch(ignore);
+else {
+  const ref = alertsRef(window.location.pathname);
+  if (ref)
+    client.query({ queryKey: keys.alerts(ref), queryFn: () => getAlerts(ref) }).catch(ignore);
+}
 
 const root = document.getElementById("root");
 if (root) {

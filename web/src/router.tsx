@@ -1,4 +1,4 @@
-/** A small history router: the app has four screens and needs no more than this. */
+/** A small history router: the app has a handful of screens and needs no more than this. */
 import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from "react";
 
 const listeners = new Set<() => void>();
@@ -41,3 +41,9 @@ export function Link({ to, onClick, ...rest }: LinkProps) {
   };
   return <a href={to} onClick={handle} {...rest} />;
 }
+
+/** The project ref of a project's Alerts page (`/projects/{ref}/alerts`), else undefined. */
+export const alertsRef = (path: string): string | undefined =>
+  /^\/projects\/([a-z]{20})\/alerts$/.exec(path)?.[1];
+
+export const alertsPath = (ref: string): string => `/projects/${ref}/alerts`;

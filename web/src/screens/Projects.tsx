@@ -20,7 +20,7 @@ import {
   timeLeft,
 } from "../format";
 import { backoffInterval, isInFlight } from "../poll";
-import { Link } from "../router";
+import { alertsPath, Link } from "../router";
 
 const pollWhileInFlight = backoffInterval<Instance | null>((i) =>
   i && isInFlight(i.state) ? `${i.state}/${i.step}` : undefined,
@@ -168,6 +168,11 @@ function ProjectCard({
         )}
         {state === "Running" && verified && (
           <OpenGrafana projectRef={project.ref} projectName={project.name} />
+        )}
+        {current && !deleted && verified && (
+          <Link className="button" to={alertsPath(project.ref)}>
+            Alerts<span className="sr-only"> for {project.name}</span>
+          </Link>
         )}
         {(state === "Running" || state === "Failed") && (
           <button
