@@ -308,6 +308,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ops/instances/upgrade": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Roll Running instances to a Grafana host version: the configured template spec (or the given version of it) and this build's pinned images, in batches, keeping each data disk. */
+        post: operations["opsUpgradeInstances"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/ops/orgs/{org}/free-instances": {
         parameters: {
             query?: never;
@@ -353,6 +370,23 @@ export interface paths {
         put?: never;
         /** Run the reconciler now and return its report. */
         post: operations["opsRunReconciler"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/ops/rollout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Progress of the current (or last) rollout of a Grafana host version. */
+        get: operations["opsRollout"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1511,7 +1545,7 @@ export interface operations {
     opsListInstances: {
         parameters: {
             query?: {
-                state?: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                state?: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                 org?: string;
                 staleMinutes?: number;
             };
@@ -1531,10 +1565,11 @@ export interface operations {
                         instances: {
                             ref: string;
                             /** @enum {string} */
-                            state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                            state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                             /** @enum {string} */
-                            operation: "provision" | "deprovision";
-                            step: string;
+                            operation: "provision" | "upgrade" | "heal" | "deprovision";
+                            /** @enum {string} */
+                            step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                             /** @enum {string} */
                             plan: "trial" | "paid" | "free";
                             url: string | null;
@@ -1547,6 +1582,10 @@ export interface operations {
                             keyKind: ("dedicated" | "legacy") | null;
                             /** @description Why the key is `legacy` and how to change it. */
                             keyHint: string | null;
+                            /** @description The Grafana host version the instance runs (template spec version and images). */
+                            hostVersion: string | null;
+                            /** @description When the host was last replaced automatically because it stopped answering. */
+                            healedAt: string | null;
                             org: string;
                             operationId: string;
                         }[];
@@ -1621,10 +1660,11 @@ export interface operations {
                     "application/json": {
                         ref: string;
                         /** @enum {string} */
-                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                         /** @enum {string} */
-                        operation: "provision" | "deprovision";
-                        step: string;
+                        operation: "provision" | "upgrade" | "heal" | "deprovision";
+                        /** @enum {string} */
+                        step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                         /** @enum {string} */
                         plan: "trial" | "paid" | "free";
                         url: string | null;
@@ -1637,6 +1677,10 @@ export interface operations {
                         keyKind: ("dedicated" | "legacy") | null;
                         /** @description Why the key is `legacy` and how to change it. */
                         keyHint: string | null;
+                        /** @description The Grafana host version the instance runs (template spec version and images). */
+                        hostVersion: string | null;
+                        /** @description When the host was last replaced automatically because it stopped answering. */
+                        healedAt: string | null;
                     };
                 };
             };
@@ -1796,10 +1840,11 @@ export interface operations {
                     "application/json": {
                         ref: string;
                         /** @enum {string} */
-                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                         /** @enum {string} */
-                        operation: "provision" | "deprovision";
-                        step: string;
+                        operation: "provision" | "upgrade" | "heal" | "deprovision";
+                        /** @enum {string} */
+                        step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                         /** @enum {string} */
                         plan: "trial" | "paid" | "free";
                         url: string | null;
@@ -1812,6 +1857,10 @@ export interface operations {
                         keyKind: ("dedicated" | "legacy") | null;
                         /** @description Why the key is `legacy` and how to change it. */
                         keyHint: string | null;
+                        /** @description The Grafana host version the instance runs (template spec version and images). */
+                        hostVersion: string | null;
+                        /** @description When the host was last replaced automatically because it stopped answering. */
+                        healedAt: string | null;
                     };
                 };
             };
@@ -1853,6 +1902,104 @@ export interface operations {
             };
             /** @description Conflicts with the current state. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    opsUpgradeInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    templateSpecVersion?: string;
+                    max?: number;
+                    batch?: number;
+                    org?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The rollout started. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        rolloutId: string;
+                        hostVersion: string;
+                        /**
+                         * @description `halted`: failed upgrades hold every slot of the batch; retry them.
+                         * @enum {string}
+                         */
+                        status: "running" | "done" | "halted";
+                        upgraded: number;
+                        inFlight: number;
+                        failed: number;
+                        remaining: number;
+                        createdAt: string;
+                        batch: number;
+                        max: number;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body is too large. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2088,6 +2235,86 @@ export interface operations {
             };
         };
     };
+    opsRollout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rollout's progress. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        rolloutId: string;
+                        hostVersion: string;
+                        /**
+                         * @description `halted`: failed upgrades hold every slot of the batch; retry them.
+                         * @enum {string}
+                         */
+                        status: "running" | "done" | "halted";
+                        upgraded: number;
+                        inFlight: number;
+                        failed: number;
+                        remaining: number;
+                        createdAt: string;
+                        batch: number;
+                        max: number;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the current state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     orgMembers: {
         parameters: {
             query?: never;
@@ -2176,10 +2403,11 @@ export interface operations {
                             instance: {
                                 ref: string;
                                 /** @enum {string} */
-                                state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                                state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                                 /** @enum {string} */
-                                operation: "provision" | "deprovision";
-                                step: string;
+                                operation: "provision" | "upgrade" | "heal" | "deprovision";
+                                /** @enum {string} */
+                                step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                                 /** @enum {string} */
                                 plan: "trial" | "paid" | "free";
                                 url: string | null;
@@ -2192,6 +2420,10 @@ export interface operations {
                                 keyKind: ("dedicated" | "legacy") | null;
                                 /** @description Why the key is `legacy` and how to change it. */
                                 keyHint: string | null;
+                                /** @description The Grafana host version the instance runs (template spec version and images). */
+                                hostVersion: string | null;
+                                /** @description When the host was last replaced automatically because it stopped answering. */
+                                healedAt: string | null;
                             } | null;
                         }[];
                     };
@@ -2255,10 +2487,11 @@ export interface operations {
                     "application/json": {
                         ref: string;
                         /** @enum {string} */
-                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                         /** @enum {string} */
-                        operation: "provision" | "deprovision";
-                        step: string;
+                        operation: "provision" | "upgrade" | "heal" | "deprovision";
+                        /** @enum {string} */
+                        step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                         /** @enum {string} */
                         plan: "trial" | "paid" | "free";
                         url: string | null;
@@ -2271,6 +2504,10 @@ export interface operations {
                         keyKind: ("dedicated" | "legacy") | null;
                         /** @description Why the key is `legacy` and how to change it. */
                         keyHint: string | null;
+                        /** @description The Grafana host version the instance runs (template spec version and images). */
+                        hostVersion: string | null;
+                        /** @description When the host was last replaced automatically because it stopped answering. */
+                        healedAt: string | null;
                     };
                 };
             };
@@ -2332,10 +2569,11 @@ export interface operations {
                     "application/json": {
                         ref: string;
                         /** @enum {string} */
-                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                         /** @enum {string} */
-                        operation: "provision" | "deprovision";
-                        step: string;
+                        operation: "provision" | "upgrade" | "heal" | "deprovision";
+                        /** @enum {string} */
+                        step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                         /** @enum {string} */
                         plan: "trial" | "paid" | "free";
                         url: string | null;
@@ -2348,6 +2586,10 @@ export interface operations {
                         keyKind: ("dedicated" | "legacy") | null;
                         /** @description Why the key is `legacy` and how to change it. */
                         keyHint: string | null;
+                        /** @description The Grafana host version the instance runs (template spec version and images). */
+                        hostVersion: string | null;
+                        /** @description When the host was last replaced automatically because it stopped answering. */
+                        healedAt: string | null;
                     };
                 };
             };
@@ -2463,10 +2705,11 @@ export interface operations {
                     "application/json": {
                         ref: string;
                         /** @enum {string} */
-                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                         /** @enum {string} */
-                        operation: "provision" | "deprovision";
-                        step: string;
+                        operation: "provision" | "upgrade" | "heal" | "deprovision";
+                        /** @enum {string} */
+                        step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                         /** @enum {string} */
                         plan: "trial" | "paid" | "free";
                         url: string | null;
@@ -2479,6 +2722,10 @@ export interface operations {
                         keyKind: ("dedicated" | "legacy") | null;
                         /** @description Why the key is `legacy` and how to change it. */
                         keyHint: string | null;
+                        /** @description The Grafana host version the instance runs (template spec version and images). */
+                        hostVersion: string | null;
+                        /** @description When the host was last replaced automatically because it stopped answering. */
+                        healedAt: string | null;
                     };
                 };
             };
@@ -2558,10 +2805,11 @@ export interface operations {
                     "application/json": {
                         ref: string;
                         /** @enum {string} */
-                        state: "Requested" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
+                        state: "Requested" | "Replacing" | "Deploying" | "Configuring" | "Verifying" | "Running" | "Deleting" | "Deleted" | "Failed";
                         /** @enum {string} */
-                        operation: "provision" | "deprovision";
-                        step: string;
+                        operation: "provision" | "upgrade" | "heal" | "deprovision";
+                        /** @enum {string} */
+                        step: "cleanup" | "unroute" | "remove-host" | "deploy" | "await-deployment" | "configure" | "verify" | "drain" | "delete-resources" | "done" | "failed";
                         /** @enum {string} */
                         plan: "trial" | "paid" | "free";
                         url: string | null;
@@ -2574,6 +2822,10 @@ export interface operations {
                         keyKind: ("dedicated" | "legacy") | null;
                         /** @description Why the key is `legacy` and how to change it. */
                         keyHint: string | null;
+                        /** @description The Grafana host version the instance runs (template spec version and images). */
+                        hostVersion: string | null;
+                        /** @description When the host was last replaced automatically because it stopped answering. */
+                        healedAt: string | null;
                     };
                 };
             };
