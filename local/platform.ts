@@ -9,12 +9,8 @@ import type { TokenCredential } from "@azure/core-auth";
 
 import { loadConfig, type Config } from "../lib/config.js";
 import { createSandboxGateway, type SandboxGateway } from "../lib/gateway/sandbox.js";
-import {
-  createServices,
-  type Clock,
-  type ServiceOverrides,
-  type Services,
-} from "../lib/services.js";
+import type { GatewayHostOptions } from "../lib/gateway/host.js";
+import { createServices, type Clock, type ServiceOptions, type Services } from "../lib/services.js";
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
 import { LOCAL, localGrafanaSessionKeys, localSecretKeys } from "./defaults.js";
 import { startLocalGateway } from "./gateway-standin.js";
@@ -52,8 +48,8 @@ export interface PlatformOptions {
   clock?: Clock;
   /** Runs the gateway's pushed scripts (default: the sandbox stand-in that decodes them). */
   runCommandExecutor?: RunCommandExecutor;
-  /** See `ServiceOverrides.gatewayHost`. */
-  gatewayHost?: ServiceOverrides["gatewayHost"];
+  /** Where the gateway's nginx runs when it is not the gateway VM (a test's temp prefix). */
+  gatewayHost?: GatewayHostOptions;
   sandbox?: boolean;
 }
 
@@ -189,7 +185,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     }
 
     // Azure Resource Manager.
-    let armOverrides: ServiceOverrides = {};
+    let armPorts: ServiceOptions = {};
     if (!has("ARM_ENDPOINT")) {
       // The gateway VM stand-in: applies the consumer's push scripts and answers the readiness
       // probe / Grafana API for the hosts the applied config routes.
@@ -209,12 +205,11 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       closers.push(() => arm.close());
       result.arm = arm;
       // The SDKs keep their https endpoint (bearer tokens never go over plain HTTP); the
-      // transport override delivers every ARM request to the simulator instead.
-      armOverrides = {
+      // simulator transport delivers every ARM request to the simulator instead.
+      armPorts = {
         credential: staticCredential,
         armHttpClient: armSimulatorHttpClient(arm.url),
-        probe: gateway.probe,
-        grafanaFetch: gateway.grafanaFetch,
+        grafanaHosts: gateway.grafanaHosts,
       };
       started.push({ name: "Azure Resource Manager simulator", url: arm.url });
     }
@@ -226,7 +221,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
 
     const config = loadConfig(env);
     const services = createServices(config, {
-      ...armOverrides,
+      ...armPorts,
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.gatewayHost ? { gatewayHost: opts.gatewayHost } : {}),
     });

@@ -6,7 +6,7 @@
  * In Azure that is `ARM_ENDPOINT` (management.azure.com by default) with the function's managed
  * identity. Against the local ARM simulator, `ARM_ENDPOINT` is plain http: the clients then get a
  * nominal `https://<simulator host>` endpoint and the simulator transport
- * (`services.overrides.armHttpClient`), which carries every request to the simulator.
+ * (`services.ports.armTransport()`), which carries every request to the simulator.
  *
  * The SDKs' own retry policies are off: every transient failure (429, 5xx, time-outs) surfaces
  * to the caller, which retries with a persisted, bounded backoff through scheduled messages
@@ -53,7 +53,7 @@ export function armTransport(
   if (!httpClient) {
     throw new Error(
       "ARM_ENDPOINT is plain http, which only the local ARM simulator transport can reach " +
-        "(services.overrides.armHttpClient is not set)",
+        "(no ARM HTTP client was given to createServices)",
     );
   }
   return { endpoint: `https://${url.host}`, httpClient };
@@ -70,8 +70,8 @@ const timeoutPolicy: PipelinePolicy = {
 /** The process's ARM clients (created on first use). */
 export function armClients(services: Services): Promise<ArmClients> {
   return services.memo("azure:arm-clients", async () => {
-    const { config, overrides } = services;
-    const transport = armTransport(config.ARM_ENDPOINT, overrides.armHttpClient);
+    const { config } = services;
+    const transport = services.ports.armTransport();
     const [credential, resources, compute, network, dns] = await Promise.all([
       services.credential(),
       import("@azure/arm-resources"),

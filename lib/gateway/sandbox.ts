@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 
+import type { GrafanaHostHttp } from "../grafana-host/http.js";
 import { KEY_APPLIED_MARKER, KEY_PAYLOAD_DELIMITER } from "../grafana-host/key-rotation.js";
 import { APPLIED_MARKER, FAILED_MARKER } from "./push-script.js";
 
@@ -24,10 +25,8 @@ export interface SandboxGateway {
     script: string[],
     parameters: Array<{ name: string; value: string }>,
   ) => Promise<SandboxRunCommandOutcome>;
-  /** `services.overrides.probe`: 200 for a routed host's URL, 404 otherwise. */
-  probe: (url: string) => Promise<number>;
-  /** `services.overrides.grafanaFetch`: 200 for routed hosts, 404 otherwise. */
-  grafanaFetch: typeof fetch;
+  /** The Grafana-hosts port: 200 for a routed host's URL, 404 otherwise. */
+  grafanaHosts: GrafanaHostHttp;
   /** The config last applied, if any. */
   appliedConfig(): string | undefined;
   /** Host names the applied config routes, with their upstreams. */
@@ -121,11 +120,16 @@ export function createSandboxGateway(): SandboxGateway {
         stderr: "",
       });
     },
-    probe: (url) => Promise.resolve(status(url)),
-    grafanaFetch: (input: string | URL | Request) => {
-      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-      const code = status(url);
-      return Promise.resolve(code === 0 ? Response.error() : new Response(null, { status: code }));
+    grafanaHosts: {
+      probe: (url) => Promise.resolve(status(url)),
+      fetch: (input: string | URL | Request) => {
+        const url =
+          typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+        const code = status(url);
+        return Promise.resolve(
+          code === 0 ? Response.error() : new Response(null, { status: code }),
+        );
+      },
     },
     appliedConfig: () => applied,
     routes: () => new Map(routes),

@@ -153,7 +153,7 @@ export async function startSandboxNetwork(opts: SandboxNetworkOptions): Promise<
       for (const [k, v] of Object.entries(req.headers)) {
         if (typeof v === "string") headers[k] = v;
       }
-      const answer = await opts.gateway.grafanaFetch(url, {
+      const answer = await opts.gateway.grafanaHosts.fetch(url, {
         method: req.method ?? "GET",
         headers,
         ...(body.length ? { body } : {}),

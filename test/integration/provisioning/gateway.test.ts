@@ -3,13 +3,13 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import {
-  GATEWAY_PATHS,
   COVERAGE_MARGIN_MS,
   GatewayPushError,
   MIN_PUSH_INTERVAL_MS,
   handleGatewayMessage,
   requestGatewaySync,
 } from "../../../lib/gateway/consumer.js";
+import { GATEWAY_PATHS } from "../../../lib/gateway/host.js";
 import { decodePushScript } from "../../../lib/gateway/sandbox.js";
 import { readGatewayState } from "../../../lib/gateway/state.js";
 import {

@@ -27,8 +27,12 @@ describe("the sandbox gateway", () => {
     expect(out.exitCode).toBe(0);
     expect(out.stdout).toMatch(new RegExp(`^${APPLIED_MARKER} [0-9a-f]{64}`));
     expect(gw.appliedConfig()).toBe(config);
-    expect(await gw.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health")).toBe(200);
-    expect(await gw.probe("https://zzzzzzzzzzzzzzzzzzzz.grafana.example.com/api/health")).toBe(404);
+    expect(
+      await gw.grafanaHosts.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health"),
+    ).toBe(200);
+    expect(
+      await gw.grafanaHosts.probe("https://zzzzzzzzzzzzzzzzzzzz.grafana.example.com/api/health"),
+    ).toBe(404);
     expect(gw.pushes()).toBe(1);
   });
 
@@ -41,7 +45,9 @@ describe("the sandbox gateway", () => {
     expect((await gw.executor("gw", script, [])).exitCode).toBe(1);
     expect((await gw.executor("gw", ["echo hi"], [])).exitCode).toBe(1);
     expect(gw.appliedConfig()).toBeUndefined();
-    expect(await gw.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health")).toBe(404);
+    expect(
+      await gw.grafanaHosts.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health"),
+    ).toBe(404);
   });
 
   it("when a script's payload was tampered with, then it does not decode", () => {
