@@ -5,9 +5,8 @@
  * function that never talks to Stripe never loads Stripe.
  */
 import type { TokenCredential } from "@azure/core-auth";
-import type { HttpClient } from "@azure/core-rest-pipeline";
 
-import { armTransport, type ArmTransport } from "./azure/clients.js";
+import { azureArmTransport, type ArmTransport } from "./azure/clients.js";
 import { createBus, type Bus } from "./bus.js";
 import type { Config } from "./config.js";
 import { gatewayHost, type GatewayHost, type GatewayHostOptions } from "./gateway/host.js";
@@ -37,8 +36,8 @@ export interface Ports {
 export interface ServiceOptions {
   /** Azure credential (a static token against the ARM simulator). */
   credential?: TokenCredential;
-  /** Transport for ARM SDK clients (the ARM simulator is plain HTTP on loopback). */
-  armHttpClient?: HttpClient;
+  /** How the ARM SDK clients reach ARM (the ARM simulator is plain HTTP on loopback). */
+  armTransport?: ArmTransport;
   /** Table name prefix, so test runs never collide (default `TABLE_PREFIX`). */
   tablePrefix?: string;
   clock?: Clock;
@@ -104,7 +103,8 @@ export function createServices(config: Config, options: ServiceOptions = {}): Se
     clock: options.clock ?? systemClock,
     ports: {
       armTransport: () =>
-        memo("ports:arm-transport", () => armTransport(config.ARM_ENDPOINT, options.armHttpClient)),
+        options.armTransport ??
+        memo("ports:arm-transport", () => azureArmTransport(config.ARM_ENDPOINT)),
       grafanaHosts: options.grafanaHosts ?? grafanaHostsOverHttps,
       gatewayHost: gatewayHost(options.gatewayHost),
     },

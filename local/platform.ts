@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 
 import { loadConfig, type Config } from "../lib/config.js";
-import { createSandboxGateway, type SandboxGateway } from "../lib/gateway/sandbox.js";
+import { createSandboxGateway, type SandboxGateway } from "./sandbox-gateway.js";
 import type { GatewayHostOptions } from "../lib/gateway/host.js";
 import { createServices, type Clock, type ServiceOptions, type Services } from "../lib/services.js";
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
@@ -17,7 +17,7 @@ import { startLocalGateway } from "./gateway-standin.js";
 import { startGrafanaStandIn } from "./grafana-standin.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
 import {
-  armSimulatorHttpClient,
+  armSimulatorTransport,
   startArmSimulator,
   type ArmSimulator,
   type RunCommandExecutor,
@@ -50,10 +50,13 @@ export interface PlatformOptions {
   runCommandExecutor?: RunCommandExecutor;
   /** Where the gateway's nginx runs when it is not the gateway VM (a test's temp prefix). */
   gatewayHost?: GatewayHostOptions;
+  /** Sandbox mode (the demo pages of the local host); default on, `SANDBOX=false` in env turns it off. */
   sandbox?: boolean;
 }
 
 export interface Platform {
+  /** Sandbox mode: the local host adds its demo pages (`/_local/...`, the sandbox Grafana). */
+  sandbox: boolean;
   env: Record<string, string>;
   config: Config;
   services: Services;
@@ -90,7 +93,6 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     const publicBaseUrl = opts.publicBaseUrl ?? given.PUBLIC_BASE_URL ?? "http://localhost:7071";
     const env: Record<string, string> = {
       PUBLIC_BASE_URL: publicBaseUrl,
-      SANDBOX: String(opts.sandbox ?? true),
       SECRET_KEYS: localSecretKeys(),
       SESSION_SECRET: "local-session-secret-not-for-production-use",
       LOOPS_TX_VERIFICATION_CODE: "local-tx-verification-code",
@@ -208,7 +210,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       // simulator transport delivers every ARM request to the simulator instead.
       armPorts = {
         credential: staticCredential,
-        armHttpClient: armSimulatorHttpClient(arm.url),
+        armTransport: armSimulatorTransport(arm.url),
         grafanaHosts: gateway.grafanaHosts,
       };
       started.push({ name: "Azure Resource Manager simulator", url: arm.url });
@@ -248,7 +250,11 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       started.push({ name: "Grafana stand-in", url: `http://127.0.0.1:${grafana.port}` });
     }
 
-    const platform: Platform = { ...result, env, config, services, started, close };
+    const sandboxSetting = given.SANDBOX?.trim().toLowerCase();
+    const sandbox = sandboxSetting
+      ? ["true", "1", "yes"].includes(sandboxSetting)
+      : (opts.sandbox ?? true);
+    const platform: Platform = { ...result, sandbox, env, config, services, started, close };
     return platform;
   } catch (err) {
     await close();

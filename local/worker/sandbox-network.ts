@@ -21,7 +21,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 
-import type { SandboxGateway } from "../../lib/gateway/sandbox.js";
+import type { SandboxGateway } from "../sandbox-gateway.js";
 import { readBody } from "../function-host.js";
 import { caSignedCertificate } from "../tls.js";
 

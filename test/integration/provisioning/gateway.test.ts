@@ -10,7 +10,7 @@ import {
   requestGatewaySync,
 } from "../../../lib/gateway/consumer.js";
 import { GATEWAY_PATHS } from "../../../lib/gateway/host.js";
-import { decodePushScript } from "../../../lib/gateway/sandbox.js";
+import { decodePushScript } from "../../../local/sandbox-gateway.js";
 import { readGatewayState } from "../../../lib/gateway/state.js";
 import {
   createInstance,

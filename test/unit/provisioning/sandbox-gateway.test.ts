@@ -6,7 +6,7 @@ import {
   createSandboxGateway,
   decodePushScript,
   routedHosts,
-} from "../../../lib/gateway/sandbox.js";
+} from "../../../local/sandbox-gateway.js";
 
 const opts = {
   domain: "grafana.example.com",

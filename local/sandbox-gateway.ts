@@ -8,9 +8,9 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 
-import type { GrafanaHostHttp } from "../grafana-host/http.js";
-import { KEY_APPLIED_MARKER, KEY_PAYLOAD_DELIMITER } from "../grafana-host/key-rotation.js";
-import { APPLIED_MARKER, FAILED_MARKER } from "./push-script.js";
+import type { GrafanaHostHttp } from "../lib/grafana-host/http.js";
+import { KEY_APPLIED_MARKER, KEY_PAYLOAD_DELIMITER } from "../lib/grafana-host/key-rotation.js";
+import { APPLIED_MARKER, FAILED_MARKER } from "../lib/gateway/push-script.js";
 
 export interface SandboxRunCommandOutcome {
   exitCode: number;
