@@ -355,10 +355,10 @@ var grafanaTemplateSpecId = '${templateSpec.outputs.resourceId}/versions/${grafa
 var effectivePublicBaseUrl = empty(publicBaseUrl) ? 'https://${web.outputs.hostName}' : publicBaseUrl
 
 // Exactly the settings lib/config.ts reads (test/bicep/contract.test.ts compares the two lists),
-// plus the Functions host's own. Left to their defaults on purpose: SANDBOX (off), the
-// connection-string variants StorageConnection and ServiceBusConnection (identity is used),
-// AZURE_CLIENT_ID (the system-assigned identity), SUPABASE_API_URL, LOOPS_API_URL and
-// STRIPE_API_URL (the public APIs), and the PROVISION_* budgets.
+// plus the Functions host's own. Left to their defaults on purpose: the connection-string variants
+// StorageConnection and ServiceBusConnection (identity is used), AZURE_CLIENT_ID (the
+// system-assigned identity), SUPABASE_API_URL, LOOPS_API_URL and STRIPE_API_URL (the public
+// APIs), and the PROVISION_* budgets.
 var appSettings = {
   // Functions host. On Flex Consumption the runtime and its version come from functionAppConfig:
   // FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and WEBSITE_* settings are not allowed.

@@ -3,7 +3,7 @@ import type { HttpResponseInit } from "@azure/functions";
 import { z } from "zod";
 
 import { beginLogin, completeLogin, type LoginRedirect } from "../lib/auth/oauth.js";
-import { clearedSessionCookie, endSession, readSession } from "../lib/auth/session.js";
+import { clearedSessionCookie, endSession } from "../lib/auth/session.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { noContent, redirect } from "../lib/http.js";
 
@@ -70,13 +70,12 @@ export const definitions: FunctionDefinition[] = [
     route: "auth/logout",
     methods: ["POST"],
     caller: "session",
-    summary: "End the session (server-side) and clear the cookie. Idempotent.",
+    summary: "End the session (server-side) and clear the cookie.",
     tags: ["auth"],
     responses: { 204: { description: "Signed out." } },
-    errors: [403],
-    handler: async ({ services, req }) => {
-      const session = await readSession(services, req);
-      if (session) await endSession(services, session.id);
+    errors: [401, 403],
+    handler: async ({ services, caller: session }) => {
+      await endSession(services, session.id);
       return { ...noContent(), cookies: [clearedSessionCookie()] };
     },
   }),

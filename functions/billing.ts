@@ -1,6 +1,5 @@
 import { z } from "zod";
 
-import { requireSession, requireVerifiedUser } from "../lib/auth/session.js";
 import { createCheckout, createPortal } from "../lib/billing/checkout.js";
 import { billingSummarySchema, getBillingSummary } from "../lib/billing/summary.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
@@ -23,8 +22,7 @@ export const definitions: FunctionDefinition[] = [
     tags: ["billing"],
     responses: { 200: { description: "Billing overview.", schema: billingSummarySchema } },
     errors: [401],
-    handler: async ({ req, ctx, services }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ caller: session, ctx, services }) => {
       return ok(await getBillingSummary(services, session.org, ctx));
     },
   }),
@@ -40,8 +38,7 @@ export const definitions: FunctionDefinition[] = [
       200: { description: "Send the browser to `url`.", schema: checkoutResponseSchema },
     },
     errors: [400, 401, 403, 404, 409, 429, 502],
-    handler: async ({ req, ctx, services }) => {
-      const session = await requireVerifiedUser(services, req);
+    handler: async ({ caller: session, ctx, services }) => {
       await enforceRateLimit(services, RATE_LIMITS.checkout, {
         session: session.id,
         org: session.org,
@@ -59,8 +56,7 @@ export const definitions: FunctionDefinition[] = [
     body: noInput,
     responses: { 200: { description: "Send the browser to `url`.", schema: portalResponseSchema } },
     errors: [400, 401, 403, 404, 502],
-    handler: async ({ req, services }) => {
-      const session = await requireVerifiedUser(services, req);
+    handler: async ({ caller: session, services }) => {
       return ok(await createPortal(services, session.org, session.user.id));
     },
   }),

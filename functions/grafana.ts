@@ -5,7 +5,6 @@
  */
 import { z } from "zod";
 
-import { requireSession, requireVerifiedUser } from "../lib/auth/session.js";
 import { notFound } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { accepted, ok, projectRefSchema } from "../lib/http.js";
@@ -51,8 +50,7 @@ export const definitions: FunctionDefinition[] = [
         "it in Supabase first. `project_owned_elsewhere`: another organization monitors it. " +
         "`instance_deleting`: the instance is being deleted.",
     },
-    handler: async ({ services, req, ctx, params: p }) => {
-      const session = await requireVerifiedUser(services, req);
+    handler: async ({ services, caller: session, ctx, params: p }) => {
       await enforceRateLimit(services, RATE_LIMITS.provisioning, {
         session: session.id,
         org: session.org,
@@ -75,8 +73,7 @@ export const definitions: FunctionDefinition[] = [
     params,
     responses: { 200: { description: "The instance.", schema: instanceViewSchema } },
     errors: [400, 401, 404],
-    handler: async ({ services, req, params: p }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ services, caller: session, params: p }) => {
       const instance = await getInstance(services, session.org, p.ref);
       if (!instance) throw notFound("This project has no Grafana instance.");
       return ok(toView(instance));
@@ -98,8 +95,7 @@ export const definitions: FunctionDefinition[] = [
       },
     },
     errors: [400, 401, 403, 404, 503],
-    handler: async ({ services, req, ctx, params: p }) => {
-      const session = await requireVerifiedUser(services, req);
+    handler: async ({ services, caller: session, ctx, params: p }) => {
       const instance = await requestDeprovision(
         services,
         { org: session.org, ref: p.ref, reason: "requested", userId: session.user.id },
@@ -123,8 +119,7 @@ export const definitions: FunctionDefinition[] = [
       200: { description: "The sign-in link.", schema: grafanaSessionResponseSchema },
     },
     errors: [400, 401, 403, 404, 409, 429, 502, 503],
-    handler: async ({ services, req, ctx, params: p }) => {
-      const session = await requireVerifiedUser(services, req);
+    handler: async ({ services, caller: session, ctx, params: p }) => {
       await enforceRateLimit(services, RATE_LIMITS.grafanaSession, {
         session: session.id,
         org: session.org,
@@ -152,8 +147,7 @@ definitions.push(
       200: { description: "The instance after the rotation.", schema: instanceViewSchema },
     },
     errors: [400, 401, 403, 404, 409, 429, 502, 503],
-    handler: async ({ services, req, ctx, params: p }) => {
-      const session = await requireVerifiedUser(services, req);
+    handler: async ({ services, caller: session, ctx, params: p }) => {
       if (!KEY_ROTATION_ROLES.includes(session.user.role))
         throw forbidden("Only an Owner or Administrator of the organization can rotate the key.");
       await enforceRateLimit(services, RATE_LIMITS.provisioning, {

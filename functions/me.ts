@@ -1,7 +1,6 @@
 /** Who is connected: the org, the members to pick from, and e-mail self-identification. */
 import { z } from "zod";
 
-import { requireSession } from "../lib/auth/session.js";
 import {
   confirmVerificationCode,
   listMemberViews,
@@ -47,8 +46,7 @@ export const definitions: FunctionDefinition[] = [
     tags: ["me"],
     responses: { 200: { description: "The session's org and user.", schema: meSchema } },
     errors: [401],
-    handler: async ({ services, req }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ services, caller: session }) => {
       const installation = await getInstallation(services, session.org);
       const u = session.user;
       return ok({
@@ -67,8 +65,7 @@ export const definitions: FunctionDefinition[] = [
     tags: ["me"],
     responses: { 200: { description: "Members.", schema: z.array(memberSchema) } },
     errors: [401, 502, 503],
-    handler: async ({ services, req }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ services, caller: session }) => {
       return ok(await listMemberViews(services, session.org));
     },
   }),
@@ -83,8 +80,7 @@ export const definitions: FunctionDefinition[] = [
     body: z.object({ userId: userIdSchema }),
     responses: { 200: { description: "The code was sent.", schema: codeSentSchema } },
     errors: [400, 401, 403, 404, 409, 429, 502, 503],
-    handler: async ({ services, req, body }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ services, caller: session, body }) => {
       await enforceRateLimit(services, RATE_LIMITS.verification, {
         session: session.id,
         org: session.org,
@@ -103,8 +99,7 @@ export const definitions: FunctionDefinition[] = [
     body: z.object({ userId: userIdSchema, code: z.string().regex(/^\d{6}$/, "must be 6 digits") }),
     responses: { 200: { description: "Verified.", schema: z.object({ user: userSchema }) } },
     errors: [400, 401, 403, 404, 429, 502, 503],
-    handler: async ({ services, req, body }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ services, caller: session, body }) => {
       const u = await confirmVerificationCode(services, session, body.userId, body.code);
       return ok({ user: { id: u.id, name: u.name, email: u.emailMasked ?? null, role: u.role } });
     },

@@ -1,19 +1,18 @@
 /**
  * Operator routes. `authLevel: "admin"`: only the host's master/system keys reach them (locally,
  * the local host's admin key). They live under `/api/ops/...` because the Functions host reserves
- * routes beginning with `admin`. Every action names its operator in `X-Ops-Actor` and is
- * audit-logged.
+ * routes beginning with `admin`. Every call names its operator in `X-Ops-Actor` (checked with
+ * the caller, `lib/callers.ts`) and every action is audit-logged.
  */
-import type { HttpRequest } from "@azure/functions";
 import { z } from "zod";
 
 import { audit, listAudit } from "../lib/audit.js";
 import { listDeadLetters } from "../lib/dead-letters.js";
-import { AppError } from "../lib/errors.js";
 import { revokeGrafanaSessions } from "../lib/grafana-signin/revocation.js";
 import { rotateGrafanaPassword } from "../lib/provisioning/api.js";
+import { notFound } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
-import { accepted, hasControlCharacters, noContent, ok, projectRefSchema } from "../lib/http.js";
+import { accepted, noContent, ok, projectRefSchema } from "../lib/http.js";
 import { INSTANCE_STATES } from "../lib/instances/lifecycle.js";
 import { instanceViewSchema, toView } from "../lib/instances/view.js";
 import {
@@ -47,22 +46,7 @@ const rolloutViewSchema = z.object({
   max: z.number().int(),
 });
 
-/** The operator's name, as they state it; the audit log records it with their address. */
-function actorOf(req: HttpRequest): string {
-  const actor = req.headers.get("x-ops-actor")?.trim();
-  if (!actor || actor.length > 100 || hasControlCharacters(actor)) {
-    throw new AppError(
-      400,
-      "actor_required",
-      "Name yourself in the X-Ops-Actor header (max 100 chars).",
-    );
-  }
-  const from = req.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
-  return from ? `${actor} (${from})` : actor;
-}
-
 const common = {
-  authLevel: "admin" as const,
   caller: "admin" as const,
   tags: ["operators"],
   checkOrigin: false,
@@ -105,8 +89,8 @@ export const definitions: FunctionDefinition[] = [
       202: { description: "The new operation was started.", schema: instanceViewSchema },
     },
     errors: [...ERRORS, 402],
-    handler: async ({ services, req, ctx, params }) =>
-      accepted(toView(await retryInstance(services, actorOf(req), params.org, params.ref, ctx))),
+    handler: async ({ services, caller: operator, ctx, params }) =>
+      accepted(toView(await retryInstance(services, operator.actor, params.org, params.ref, ctx))),
   }),
   defineHttp({
     ...common,
@@ -117,8 +101,8 @@ export const definitions: FunctionDefinition[] = [
     params: instanceParams,
     responses: { 202: { description: "Deprovisioning started.", schema: instanceViewSchema } },
     errors: ERRORS,
-    handler: async ({ services, req, ctx, params }) =>
-      accepted(toView(await forceDelete(services, actorOf(req), params.org, params.ref, ctx))),
+    handler: async ({ services, caller: operator, ctx, params }) =>
+      accepted(toView(await forceDelete(services, operator.actor, params.org, params.ref, ctx))),
   }),
   defineHttp({
     ...common,
@@ -130,8 +114,8 @@ export const definitions: FunctionDefinition[] = [
     body: z.object({ count: z.number().int().min(0).max(1000) }),
     responses: { 204: { description: "The grant was set." } },
     errors: ERRORS,
-    handler: async ({ services, req, params, body }) => {
-      await grantFreeInstances(services, actorOf(req), params.org, body.count);
+    handler: async ({ services, caller: operator, params, body }) => {
+      await grantFreeInstances(services, operator.actor, params.org, body.count);
       return noContent();
     },
   }),
@@ -151,8 +135,8 @@ export const definitions: FunctionDefinition[] = [
       },
     },
     errors: ERRORS,
-    handler: async ({ services, req, params }) => {
-      const { notBefore } = await revokeGrafanaSessions(services, actorOf(req), params.org);
+    handler: async ({ services, caller: operator, params }) => {
+      const { notBefore } = await revokeGrafanaSessions(services, operator.actor, params.org);
       return ok({ notBefore: notBefore.toISOString() });
     },
   }),
@@ -172,11 +156,10 @@ export const definitions: FunctionDefinition[] = [
       },
     },
     errors: [...ERRORS, 502, 503],
-    handler: async ({ services, req, params }) => {
-      const actor = actorOf(req);
+    handler: async ({ services, caller: operator, params }) => {
       const password = await rotateGrafanaPassword(services, params.org, params.ref);
       await audit(services, {
-        actor,
+        actor: operator.actor,
         action: "instance.grafana_password_rotated",
         target: `${params.org}/${params.ref}`,
         details: {},
@@ -266,11 +249,11 @@ export const definitions: FunctionDefinition[] = [
       },
     },
     errors: [...ERRORS, 402],
-    handler: async ({ services, req, ctx, body }) =>
+    handler: async ({ services, caller: operator, ctx, body }) =>
       ok({
         results: await replayDeadLetters(
           services,
-          actorOf(req),
+          operator.actor,
           body.queue,
           { id: body.id, max: body.max },
           ctx,
@@ -297,10 +280,10 @@ export const definitions: FunctionDefinition[] = [
       .strict(),
     responses: { 202: { description: "The rollout started.", schema: rolloutViewSchema } },
     errors: ERRORS,
-    handler: async ({ services, req, body }) => {
-      await upgradeInstances(services, actorOf(req), body);
+    handler: async ({ services, caller: operator, body }) => {
+      await upgradeInstances(services, operator.actor, body);
       const progress = await describeRollout(services);
-      if (!progress) throw new AppError(503, "unavailable", "The rollout could not be read back.");
+      if (!progress) throw notFound("The rollout could not be read back.");
       return accepted(progress);
     },
   }),
@@ -314,7 +297,7 @@ export const definitions: FunctionDefinition[] = [
     errors: ERRORS,
     handler: async ({ services }) => {
       const progress = await describeRollout(services);
-      if (!progress) throw new AppError(404, "not_found", "No rollout has been started.");
+      if (!progress) throw notFound("No rollout has been started.");
       return ok(progress);
     },
   }),
@@ -328,8 +311,8 @@ export const definitions: FunctionDefinition[] = [
       200: { description: "The reconciler's report.", schema: z.record(z.string(), z.unknown()) },
     },
     errors: ERRORS,
-    handler: async ({ services, req, ctx }) =>
-      ok(await runReconcilerNow(services, actorOf(req), ctx)),
+    handler: async ({ services, caller: operator, ctx }) =>
+      ok(await runReconcilerNow(services, operator.actor, ctx)),
   }),
   defineHttp({
     ...common,

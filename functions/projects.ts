@@ -1,7 +1,6 @@
 /** The org's projects with their Grafana instances. */
 import { z } from "zod";
 
-import { requireSession } from "../lib/auth/session.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { ok } from "../lib/http.js";
 import { instanceViewSchema } from "../lib/instances/view.js";
@@ -29,8 +28,7 @@ export const definitions: FunctionDefinition[] = [
     tags: ["projects"],
     responses: { 200: { description: "The projects.", schema: projectListSchema } },
     errors: [401, 502, 503],
-    handler: async ({ services, req }) => {
-      const session = await requireSession(services, req);
+    handler: async ({ services, caller: session }) => {
       return ok({ projects: await listOrgProjects(services, session.org) });
     },
   }),

@@ -8,9 +8,6 @@
 import { z } from "zod";
 
 const url = z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ""));
-const bool = z
-  .enum(["true", "false", "1", "0", "yes", "no"])
-  .transform((v) => v === "true" || v === "1" || v === "yes");
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const nonEmpty = z.string().trim().min(1);
 
@@ -66,8 +63,6 @@ const storageFields = {
 export const configSchema = z.object({
   /** The SPA's origin (same origin as the API): cookies, CSRF checks, redirects. */
   PUBLIC_BASE_URL: url,
-  /** Sandbox mode: simulated services, demo org, instant OAuth approval. Never in production. */
-  SANDBOX: bool.default(false),
   SECRET_KEYS: secretKeys,
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters"),
 
@@ -178,13 +173,8 @@ function crossChecks(env: Record<string, string>): Array<{ key: string; message:
       message: "set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace",
     });
   }
-  const sandbox = ["true", "1", "yes"].includes(env.SANDBOX ?? "");
   const base = env.PUBLIC_BASE_URL ?? "";
-  if (
-    !sandbox &&
-    base.startsWith("http:") &&
-    !/^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?(\/|$)/.test(base)
-  ) {
+  if (base.startsWith("http:") && !/^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?(\/|$)/.test(base)) {
     problems.push({ key: "PUBLIC_BASE_URL", message: "must be https outside local development" });
   }
   return problems;

@@ -8,18 +8,20 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext, Timer } from "@azure/functions";
 import type { z } from "zod";
 
+import { resolveCaller, type Caller, type ResolvedCaller } from "./callers.js";
 import { assertSameOrigin, parseWith, readJsonBody, toResponse } from "./http.js";
 import type { Services } from "./services.js";
 
+export type { Caller } from "./callers.js";
 export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE" | "PATCH";
 export type AuthLevel = "anonymous" | "function" | "admin";
-/** Who may call a route, for documentation and the contract tests. */
-export type Caller = "anyone" | "session" | "verified" | "admin" | "stripe";
 
-export interface HttpInput<P, Q, B> {
+export interface HttpInput<P, Q, B, C extends Caller = Caller> {
   req: HttpRequest;
   ctx: InvocationContext;
   services: Services;
+  /** What proving the route's caller yielded: the session, the verified session, the operator. */
+  caller: ResolvedCaller[C];
   params: P;
   query: Q;
   body: B;
@@ -36,13 +38,17 @@ export interface HttpRouteSpec<
   PS extends z.ZodType = z.ZodType,
   QS extends z.ZodType = z.ZodType,
   BS extends z.ZodType = z.ZodType,
+  C extends Caller = Caller,
 > {
   name: string;
   /** Route below the `api` prefix, in Functions syntax: `projects/{ref}/grafana`. */
   route: string;
   methods: HttpMethod[];
-  authLevel?: AuthLevel;
-  caller: Caller;
+  /**
+   * Who may call it; `defineHttp` enforces it before reading any input. `admin` routes get the
+   * host's `authLevel: "admin"` (the admin key), every other route `anonymous`.
+   */
+  caller: C;
   summary: string;
   tags: string[];
   params?: PS;
@@ -55,12 +61,13 @@ export interface HttpRouteSpec<
   errorNotes?: Partial<Record<number, string>>;
   /** The CSRF origin check; on by default for every method but GET. */
   checkOrigin?: boolean;
-  /** The raw body is read by the handler itself (webhooks). */
-  rawBody?: boolean;
   handler: (
-    input: HttpInput<z.output<PS>, z.output<QS>, z.output<BS>>,
+    input: HttpInput<z.output<PS>, z.output<QS>, z.output<BS>, C>,
   ) => Promise<HttpResponseInit>;
 }
+
+/** A route's description without its handler: the OpenAPI document and the tests read it. */
+export type HttpRouteInfo = Omit<HttpRouteSpec, "handler">;
 
 export interface HttpDefinition {
   kind: "http";
@@ -68,7 +75,7 @@ export interface HttpDefinition {
   route: string;
   methods: HttpMethod[];
   authLevel: AuthLevel;
-  spec: HttpRouteSpec;
+  spec: HttpRouteInfo;
   handler: (
     req: HttpRequest,
     ctx: InvocationContext,
@@ -100,35 +107,43 @@ export interface TimerDefinition {
 
 export type FunctionDefinition = HttpDefinition | QueueDefinition | TimerDefinition;
 
-/** Builds an HTTP definition whose handler validates input and maps every error to a response. */
-export function defineHttp<PS extends z.ZodType, QS extends z.ZodType, BS extends z.ZodType>(
-  spec: HttpRouteSpec<PS, QS, BS>,
-): HttpDefinition {
+/**
+ * Builds an HTTP definition whose handler checks the Origin, proves the caller, validates input
+ * and maps every error to a response.
+ */
+export function defineHttp<
+  PS extends z.ZodType,
+  QS extends z.ZodType,
+  BS extends z.ZodType,
+  C extends Caller,
+>(spec: HttpRouteSpec<PS, QS, BS, C>): HttpDefinition {
   const checkOrigin = spec.checkOrigin ?? !spec.methods.every((m) => m === "GET");
+  // A Stripe route's body is the signed payload: the caller check reads it raw.
+  const readBody = spec.body !== undefined && spec.caller !== "stripe";
   return {
     kind: "http",
     name: spec.name,
     route: spec.route,
     methods: spec.methods,
-    authLevel: spec.authLevel ?? "anonymous",
+    authLevel: spec.caller === "admin" ? "admin" : "anonymous",
     spec,
     handler: async (req, ctx, services) => {
       try {
         if (checkOrigin && req.method !== "GET") {
           assertSameOrigin(req, services.config.PUBLIC_BASE_URL);
         }
+        const caller = await resolveCaller(spec.caller, services, req);
         const params = spec.params ? parseWith(spec.params, { ...req.params }, "path") : undefined;
         const query = spec.query
           ? parseWith(spec.query, Object.fromEntries(req.query.entries()), "query")
           : undefined;
         const body =
-          spec.body && !spec.rawBody
-            ? parseWith(spec.body, await readJsonBody(req), "body")
-            : undefined;
+          spec.body && readBody ? parseWith(spec.body, await readJsonBody(req), "body") : undefined;
         return await spec.handler({
           req,
           ctx,
           services,
+          caller,
           params: params as z.output<PS>,
           query: query as z.output<QS>,
           body: body as z.output<BS>,

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 
-import type { FunctionDefinition, HttpDefinition, HttpRouteSpec } from "./functions.js";
+import type { FunctionDefinition, HttpDefinition, HttpRouteInfo } from "./functions.js";
 import { errorBodySchema } from "./http.js";
 
 type JsonSchema = Record<string, unknown>;
@@ -33,7 +33,7 @@ function schemaOf(schema: z.ZodType, io: "input" | "output"): JsonSchema {
   return out;
 }
 
-function parametersOf(spec: HttpRouteSpec, where: "path" | "query"): unknown[] {
+function parametersOf(spec: HttpRouteInfo, where: "path" | "query"): unknown[] {
   const schema = where === "path" ? spec.params : spec.query;
   if (!schema) return [];
   const json = schemaOf(schema, "input");
@@ -48,7 +48,7 @@ function parametersOf(spec: HttpRouteSpec, where: "path" | "query"): unknown[] {
   }));
 }
 
-const SECURITY: Record<HttpRouteSpec["caller"], Array<Record<string, string[]>>> = {
+const SECURITY: Record<HttpRouteInfo["caller"], Array<Record<string, string[]>>> = {
   anyone: [],
   session: [{ session: [] }],
   verified: [{ session: [] }],
@@ -101,7 +101,7 @@ function operation(def: HttpDefinition, method: string): Record<string, unknown>
           requestBody: {
             required: true,
             content: {
-              [spec.rawBody ? "application/json" : "application/json"]: {
+              "application/json": {
                 schema: schemaOf(spec.body, "input"),
               },
             },

@@ -17,11 +17,7 @@ import { requestGatewaySync } from "./gateway/consumer.js";
 import { getInstance, listAllInstances } from "./instances/store.js";
 import type { Instance } from "./instances/model.js";
 import type { InstanceState } from "./instances/lifecycle.js";
-import {
-  requestDeprovision,
-  requestProvision,
-  startReplacement,
-} from "./provisioning/api.js";
+import { requestDeprovision, requestProvision, startReplacement } from "./provisioning/api.js";
 import { startRollout, type Rollout, type RolloutRequest } from "./provisioning/rollout.js";
 import { runReconciler, type ReconcilerReport } from "./reconciler/index.js";
 import type { Services } from "./services.js";

@@ -5,12 +5,12 @@
  * function that never talks to Stripe never loads Stripe.
  */
 import type { TokenCredential } from "@azure/core-auth";
-import type { HttpClient } from "@azure/core-rest-pipeline";
 
+import { azureArmTransport, type ArmTransport } from "./azure/clients.js";
 import { createBus, type Bus } from "./bus.js";
 import type { Config } from "./config.js";
-import type { GatewayRenderOptions } from "./gateway/nginx.js";
-import type { GatewayPushOptions } from "./gateway/push-script.js";
+import { gatewayHost, type GatewayHost, type GatewayHostOptions } from "./gateway/host.js";
+import { grafanaHostsOverHttps, type GrafanaHostHttp } from "./grafana-host/http.js";
 import { createTables, type Tables } from "./storage/tables.js";
 
 export interface Clock {
@@ -19,34 +19,30 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => new Date() };
 
-/** What the local host and tests swap in; production uses none of these. */
-export interface ServiceOverrides {
+/**
+ * The ports to the outside that differ between Azure and the local platform. `createServices`
+ * builds Azure's; the local host and tests pass their own implementations.
+ */
+export interface Ports {
+  /** How the ARM SDK clients reach ARM (resolved on first use). */
+  armTransport(): ArmTransport;
+  /** HTTP towards the Grafana hosts: the readiness probe and the admin API. */
+  readonly grafanaHosts: GrafanaHostHttp;
+  /** Where nginx and the Grafana sign-in live on the gateway host. */
+  readonly gatewayHost: GatewayHost;
+}
+
+/** What a process that is not the Functions app in Azure passes to `createServices`. */
+export interface ServiceOptions {
   /** Azure credential (a static token against the ARM simulator). */
   credential?: TokenCredential;
-  /** Transport for ARM SDK clients (the ARM simulator is plain HTTP on loopback). */
-  armHttpClient?: HttpClient;
-  /** Table name prefix, so test runs never collide. */
+  /** How the ARM SDK clients reach ARM (the ARM simulator is plain HTTP on loopback). */
+  armTransport?: ArmTransport;
+  /** Table name prefix, so test runs never collide (default `TABLE_PREFIX`). */
   tablePrefix?: string;
   clock?: Clock;
-  /** Readiness probe of a Grafana URL (HTTP status, 0 = unreachable); production uses fetch. */
-  probe?: (url: string) => Promise<number>;
-  /** `fetch` towards the Grafana instances (admin password change); production uses fetch. */
-  grafanaFetch?: typeof fetch;
-  /**
-   * Where the gateway's nginx lives when it is not the gateway VM: tests run a real nginx out of
-   * a temp prefix on high ports, and the pushed script targets it.
-   */
-  gatewayHost?: {
-    render?: Partial<GatewayRenderOptions>;
-    push?: Partial<GatewayPushOptions>;
-    /** Where the sign-in's files live on the gateway host (tests run nginx from a temp prefix). */
-    signin?: {
-      scriptDir?: string;
-      keysPath?: string;
-      usedTicketsDir?: string;
-      njsModulePath?: string;
-    };
-  };
+  grafanaHosts?: GrafanaHostHttp;
+  gatewayHost?: GatewayHostOptions;
 }
 
 export interface Services {
@@ -54,7 +50,7 @@ export interface Services {
   readonly tables: Tables;
   readonly bus: Bus;
   readonly clock: Clock;
-  readonly overrides: ServiceOverrides;
+  readonly ports: Ports;
   /** The Azure credential (managed identity in Azure), created on first use. */
   credential(): Promise<TokenCredential>;
   /** One instance per key for the life of the process. */
@@ -64,14 +60,18 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export function createServices(config: Config, overrides: ServiceOverrides = {}): Services {
+export function createServices(config: Config, options: ServiceOptions = {}): Services {
   const cache = new Map<string, unknown>();
   const closers: Array<() => Promise<void> | void> = [];
   let credentialPromise: Promise<TokenCredential> | undefined;
+  const memo = <T>(key: string, factory: () => T): T => {
+    if (!cache.has(key)) cache.set(key, factory());
+    return cache.get(key) as T;
+  };
 
   const credential = (): Promise<TokenCredential> => {
-    credentialPromise ??= overrides.credential
-      ? Promise.resolve(overrides.credential)
+    credentialPromise ??= options.credential
+      ? Promise.resolve(options.credential)
       : import("@azure/identity").then(
           ({ DefaultAzureCredential }) =>
             new DefaultAzureCredential(
@@ -85,8 +85,8 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     connectionString: config.StorageConnection,
     serviceUri: config.StorageConnection__tableServiceUri,
     credential,
-    ...((overrides.tablePrefix ?? config.TABLE_PREFIX)
-      ? { prefix: overrides.tablePrefix ?? config.TABLE_PREFIX }
+    ...((options.tablePrefix ?? config.TABLE_PREFIX)
+      ? { prefix: options.tablePrefix ?? config.TABLE_PREFIX }
       : {}),
   });
   const bus = createBus({
@@ -100,13 +100,16 @@ export function createServices(config: Config, overrides: ServiceOverrides = {})
     config,
     tables,
     bus,
-    clock: overrides.clock ?? systemClock,
-    overrides,
-    credential,
-    memo<T>(key: string, factory: () => T): T {
-      if (!cache.has(key)) cache.set(key, factory());
-      return cache.get(key) as T;
+    clock: options.clock ?? systemClock,
+    ports: {
+      armTransport: () =>
+        options.armTransport ??
+        memo("ports:arm-transport", () => azureArmTransport(config.ARM_ENDPOINT)),
+      grafanaHosts: options.grafanaHosts ?? grafanaHostsOverHttps,
+      gatewayHost: gatewayHost(options.gatewayHost),
     },
+    credential,
+    memo,
     onClose(fn) {
       closers.push(fn);
     },

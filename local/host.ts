@@ -23,8 +23,7 @@ const say = (line: string) => {
 function sandboxRoutes(platform: Platform) {
   return (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (!platform.config.SANDBOX || !url.pathname.startsWith("/_local/"))
-      return Promise.resolve(false);
+    if (!platform.sandbox || !url.pathname.startsWith("/_local/")) return Promise.resolve(false);
     if (url.pathname === "/_local/mail" && req.method === "GET") {
       res.writeHead(200, { "content-type": "application/json; charset=utf-8" });
       res.end(JSON.stringify(platform.loops?.sent ?? []));
@@ -74,7 +73,7 @@ async function main(): Promise<void> {
       },
     });
     const gateway = platform.gateway;
-    if (platform.config.SANDBOX && gateway) {
+    if (platform.sandbox && gateway) {
       const sandbox = await startLocalSandboxGrafana(
         platform.config.GRAFANA_DOMAIN,
         (h) => gateway.routes().has(h),
@@ -91,7 +90,7 @@ async function main(): Promise<void> {
   }
 
   say(
-    `Supafana local host ready in ${Date.now() - started} ms${platform.config.SANDBOX ? " (sandbox)" : ""}`,
+    `Supafana local host ready in ${Date.now() - started} ms${platform.sandbox ? " (sandbox)" : ""}`,
   );
   const { host, app } = local;
   for (const s of platform.started) say(`  ${s.name.padEnd(36)} ${s.url}`);

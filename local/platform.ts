@@ -8,12 +8,13 @@ import { randomUUID } from "node:crypto";
 import type { TokenCredential } from "@azure/core-auth";
 
 import { loadConfig, type Config } from "../lib/config.js";
-import { createSandboxGateway, type SandboxGateway } from "../lib/gateway/sandbox.js";
+import { createSandboxGateway, type SandboxGateway } from "./sandbox-gateway.js";
+import type { GatewayHostOptions } from "../lib/gateway/host.js";
 import {
   createServices,
   systemClock,
   type Clock,
-  type ServiceOverrides,
+  type ServiceOptions,
   type Services,
 } from "../lib/services.js";
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
@@ -22,7 +23,7 @@ import { startLocalGateway } from "./gateway-standin.js";
 import { startGrafanaStandIn } from "./grafana-standin.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
 import {
-  armSimulatorHttpClient,
+  armSimulatorTransport,
   startArmSimulator,
   type ArmSimulator,
   type RunCommandExecutor,
@@ -55,12 +56,15 @@ export interface PlatformOptions {
   clock?: Clock;
   /** Runs the gateway's pushed scripts (default: the sandbox stand-in that decodes them). */
   runCommandExecutor?: RunCommandExecutor;
-  /** See `ServiceOverrides.gatewayHost`. */
-  gatewayHost?: ServiceOverrides["gatewayHost"];
+  /** Where the gateway's nginx runs when it is not the gateway VM (a test's temp prefix). */
+  gatewayHost?: GatewayHostOptions;
+  /** Sandbox mode (the demo pages of the local host); default on, `SANDBOX=false` in env turns it off. */
   sandbox?: boolean;
 }
 
 export interface Platform {
+  /** Sandbox mode: the local host adds its demo pages (`/_local/...`, the sandbox Grafana). */
+  sandbox: boolean;
   env: Record<string, string>;
   config: Config;
   services: Services;
@@ -97,7 +101,6 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     const publicBaseUrl = opts.publicBaseUrl ?? given.PUBLIC_BASE_URL ?? "http://localhost:7071";
     const env: Record<string, string> = {
       PUBLIC_BASE_URL: publicBaseUrl,
-      SANDBOX: String(opts.sandbox ?? true),
       SECRET_KEYS: localSecretKeys(),
       SESSION_SECRET: "local-session-secret-not-for-production-use",
       LOOPS_TX_VERIFICATION_CODE: "local-tx-verification-code",
@@ -148,7 +151,9 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
 
     // Supabase (OAuth + Management API).
     if (!has("SUPABASE_API_URL")) {
-      const platformNow = opts.clock ? () => (opts.clock ?? systemClock).now().getTime() : undefined;
+      const platformNow = opts.clock
+        ? () => (opts.clock ?? systemClock).now().getTime()
+        : undefined;
       const supabase = await startSupabaseSimulator({
         clientId: LOCAL.supabaseClientId,
         clientSecret: LOCAL.supabaseClientSecret,
@@ -196,7 +201,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
     }
 
     // Azure Resource Manager.
-    let armOverrides: ServiceOverrides = {};
+    let armPorts: ServiceOptions = {};
     if (!has("ARM_ENDPOINT")) {
       // The gateway VM stand-in: applies the consumer's push scripts and answers the readiness
       // probe / Grafana API for the hosts the applied config routes.
@@ -220,12 +225,11 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       closers.push(() => arm.close());
       result.arm = arm;
       // The SDKs keep their https endpoint (bearer tokens never go over plain HTTP); the
-      // transport override delivers every ARM request to the simulator instead.
-      armOverrides = {
+      // simulator transport delivers every ARM request to the simulator instead.
+      armPorts = {
         credential: staticCredential,
-        armHttpClient: armSimulatorHttpClient(arm.url),
-        probe: gateway.probe,
-        grafanaFetch: gateway.grafanaFetch,
+        armTransport: armSimulatorTransport(arm.url),
+        grafanaHosts: gateway.grafanaHosts,
       };
       started.push({ name: "Azure Resource Manager simulator", url: arm.url });
     }
@@ -237,7 +241,7 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
 
     const config = loadConfig(env);
     const services = createServices(config, {
-      ...armOverrides,
+      ...armPorts,
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.gatewayHost ? { gatewayHost: opts.gatewayHost } : {}),
     });
@@ -264,7 +268,11 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       started.push({ name: "Grafana stand-in", url: `http://127.0.0.1:${grafana.port}` });
     }
 
-    const platform: Platform = { ...result, env, config, services, started, close };
+    const sandboxSetting = given.SANDBOX?.trim().toLowerCase();
+    const sandbox = sandboxSetting
+      ? ["true", "1", "yes"].includes(sandboxSetting)
+      : (opts.sandbox ?? true);
+    const platform: Platform = { ...result, sandbox, env, config, services, started, close };
     return platform;
   } catch (err) {
     await close();

@@ -4,9 +4,8 @@
  *
  * The SDK clients keep an `https://` endpoint (their bearer-token policy refuses anything else).
  * In Azure that is `ARM_ENDPOINT` (management.azure.com by default) with the function's managed
- * identity. Against the local ARM simulator, `ARM_ENDPOINT` is plain http: the clients then get a
- * nominal `https://<simulator host>` endpoint and the simulator transport
- * (`services.overrides.armHttpClient`), which carries every request to the simulator.
+ * identity and the SDK's own HTTP client; the local platform passes its own transport
+ * (`services.ports.armTransport()`).
  *
  * The SDKs' own retry policies are off: every transient failure (429, 5xx, time-outs) surfaces
  * to the caller, which retries with a persisted, bounded backoff through scheduled messages
@@ -38,25 +37,12 @@ export interface ArmTransport {
   httpClient?: HttpClient;
 }
 
-/**
- * Where the ARM clients send requests. An https `ARM_ENDPOINT` is used as it is; a plain-http one
- * (the local simulator) requires the simulator transport and is addressed as `https://<host>`.
- */
-export function armTransport(
-  armEndpoint: string,
-  httpClient: HttpClient | undefined,
-): ArmTransport {
-  const url = new URL(armEndpoint);
-  if (url.protocol === "https:") {
-    return { endpoint: armEndpoint.replace(/\/+$/, ""), ...(httpClient ? { httpClient } : {}) };
+/** Azure's transport: the https `ARM_ENDPOINT` with the SDK's own HTTP client. */
+export function azureArmTransport(armEndpoint: string): ArmTransport {
+  if (new URL(armEndpoint).protocol !== "https:") {
+    throw new Error("ARM_ENDPOINT must be https (bearer tokens never go over plain HTTP)");
   }
-  if (!httpClient) {
-    throw new Error(
-      "ARM_ENDPOINT is plain http, which only the local ARM simulator transport can reach " +
-        "(services.overrides.armHttpClient is not set)",
-    );
-  }
-  return { endpoint: `https://${url.host}`, httpClient };
+  return { endpoint: armEndpoint.replace(/\/+$/, "") };
 }
 
 const timeoutPolicy: PipelinePolicy = {
@@ -70,8 +56,8 @@ const timeoutPolicy: PipelinePolicy = {
 /** The process's ARM clients (created on first use). */
 export function armClients(services: Services): Promise<ArmClients> {
   return services.memo("azure:arm-clients", async () => {
-    const { config, overrides } = services;
-    const transport = armTransport(config.ARM_ENDPOINT, overrides.armHttpClient);
+    const { config } = services;
+    const transport = services.ports.armTransport();
     const [credential, resources, compute, network, dns] = await Promise.all([
       services.credential(),
       import("@azure/arm-resources"),

@@ -13,12 +13,7 @@ import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { readBilling } from "./account.js";
 import { occupiesPlan } from "../instances/lifecycle.js";
-import {
-  lapseReason,
-  subscriptionPays,
-  type BillingFacts,
-  type InstanceFacts,
-} from "./rules.js";
+import { lapseReason, subscriptionPays, type BillingFacts, type InstanceFacts } from "./rules.js";
 
 export interface EntitlementInput {
   now: Date;

@@ -11,7 +11,7 @@
  *   failures, the invoice) is read again from Stripe, so duplicates, reordering and replays all
  *   converge on Stripe's current state.
  */
-import type { InvocationContext } from "@azure/functions";
+import type { HttpRequest, InvocationContext } from "@azure/functions";
 import type Stripe from "stripe";
 
 import { AppError, statusOf } from "../errors.js";
@@ -53,6 +53,21 @@ export interface WebhookOutcome {
 }
 
 const EVENT_ID = /^evt_[A-Za-z0-9_]{1,200}$/;
+
+/** Stripe events are far below this; anything bigger is not from Stripe. */
+const MAX_EVENT_BYTES = 256 * 1024;
+
+/** Reads a webhook request's raw body (413 when too large) and verifies it (`verifyWebhook`). */
+export async function verifyWebhookRequest(
+  services: Services,
+  req: HttpRequest,
+): Promise<Stripe.Event> {
+  const payload = await req.text();
+  if (Buffer.byteLength(payload) > MAX_EVENT_BYTES) {
+    throw new AppError(413, "payload_too_large", "The request body is too large.");
+  }
+  return verifyWebhook(services, payload, req.headers.get("stripe-signature"));
+}
 
 /** Verifies the `Stripe-Signature` of the raw body and returns the event. 400 otherwise. */
 export async function verifyWebhook(

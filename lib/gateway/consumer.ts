@@ -42,17 +42,6 @@ import { logEvent } from "../telemetry.js";
 
 export const GATEWAY_SESSION = "gateway";
 /** Where the gateway VM's nginx reads its config, and the wildcard certificate. */
-export const GATEWAY_PATHS = {
-  config: "/etc/nginx/nginx.conf",
-  // Written by the gateway VM's certificate fetcher (bicep/gateway/cloud-init.yaml).
-  certificate: "/etc/nginx/tls/fullchain.pem",
-  certificateKey: "/etc/nginx/tls/privkey.pem",
-  // The Grafana sign-in: njs modules (content-addressed, pushed with the config), the key set
-  // (written by the gateway's key fetcher, 0640 root:www-data) and the burnt ticket ids.
-  signinScriptDir: "/etc/nginx/supafana",
-  signinKeys: "/etc/nginx/supafana-keys/grafana-session-keys.json",
-  usedTickets: "/var/lib/supafana-gateway/used-tickets",
-} as const;
 /** Messages wait this long before delivery, so a burst of changes is pushed once. */
 export const GATEWAY_COALESCE_MS = 2_000;
 /**
@@ -65,7 +54,6 @@ export const COVERAGE_MARGIN_MS = 500;
 /** Longest wait for one run command (the queue's lock is two minutes). */
 export const PUSH_TIMEOUT_MS = 90_000;
 const MAX_TRANSIENT_RETRIES = 8;
-
 
 export const gatewayMessageSchema = z.object({
   requestedAt: z.iso.datetime(),
@@ -128,14 +116,13 @@ export async function gatewayRoutes(services: Services): Promise<{
 
 /** The sign-in njs module for this deployment and where it goes on the gateway VM. */
 export function gatewaySigninScript(services: Services): { path: string; content: string } {
-  const paths = services.overrides.gatewayHost?.signin;
+  const { signin } = services.ports.gatewayHost;
   const content = renderSigninScript({
-    keysPath: paths?.keysPath ?? GATEWAY_PATHS.signinKeys,
-    usedTicketsDir: paths?.usedTicketsDir ?? GATEWAY_PATHS.usedTickets,
+    keysPath: signin.keysPath,
+    usedTicketsDir: signin.usedTicketsDir,
     appUrl: services.config.PUBLIC_BASE_URL,
   });
-  const dir = paths?.scriptDir ?? GATEWAY_PATHS.signinScriptDir;
-  return { path: `${dir}/${signinScriptFileName(content)}`, content };
+  return { path: `${signin.scriptDir}/${signinScriptFileName(content)}`, content };
 }
 
 export function renderForGateway(
@@ -143,17 +130,15 @@ export function renderForGateway(
   routes: readonly GatewayRoute[],
   notBefore: ReadonlyMap<string, number> = new Map(),
 ): string {
-  const paths = services.overrides.gatewayHost?.signin;
+  const host = services.ports.gatewayHost;
   return renderGatewayConfig(routes, {
     domain: services.config.GRAFANA_DOMAIN,
-    certificatePath: GATEWAY_PATHS.certificate,
-    certificateKeyPath: GATEWAY_PATHS.certificateKey,
+    ...host.render,
     signin: {
       scriptPath: gatewaySigninScript(services).path,
       notBefore,
-      ...(paths?.njsModulePath ? { njsModulePath: paths.njsModulePath } : {}),
+      ...(host.signin.njsModulePath ? { njsModulePath: host.signin.njsModulePath } : {}),
     },
-    ...services.overrides.gatewayHost?.render,
   });
 }
 
@@ -237,9 +222,8 @@ export async function handleGatewayMessage(
   }
 
   const script = renderGatewayPushScript(config, {
-    targetPath: GATEWAY_PATHS.config,
+    ...services.ports.gatewayHost.push,
     assets: [gatewaySigninScript(services)],
-    ...services.overrides.gatewayHost?.push,
   });
   let output: string;
   try {

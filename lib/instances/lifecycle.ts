@@ -199,7 +199,9 @@ export function beginOperation(
     lastError: undefined,
     updatedAt: start.now,
     // A replaced host gets a new NIC: its old address must not stay routed.
-    ...(replacing ? { privateIp: undefined, unhealthySince: undefined, failedProbes: undefined } : {}),
+    ...(replacing
+      ? { privateIp: undefined, unhealthySince: undefined, failedProbes: undefined }
+      : {}),
   };
   const after = { ...(before ?? {}), ...patch } as Instance;
   return { patch, followUps: followUpsOf(before, after, undefined) };

@@ -89,4 +89,3 @@ export interface Instance {
   /** Optimistic concurrency tag of the row this was read from. */
   etag?: string | undefined;
 }
-

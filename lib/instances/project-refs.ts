@@ -66,7 +66,10 @@ export async function claimRef(services: Services, org: string, ref: string): Pr
       }
       await table(services).createEntity({ partitionKey: ref, rowKey: "", org });
     },
-    { exhausted: () => new AppError(503, "unavailable", "The project could not be claimed; try again.") },
+    {
+      exhausted: () =>
+        new AppError(503, "unavailable", "The project could not be claimed; try again."),
+    },
   );
 }
 

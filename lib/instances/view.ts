@@ -61,4 +61,3 @@ export function toView(i: Instance): InstanceView {
     healedAt: i.healedAt?.toISOString() ?? null,
   };
 }
-

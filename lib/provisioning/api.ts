@@ -12,12 +12,7 @@ import type { InvocationContext } from "@azure/functions";
 
 import { checkEntitlement } from "../billing/entitlement.js";
 import { AppError, conflict, notFound } from "../errors.js";
-import {
-  beginOperation,
-  decideStart,
-  isSettled,
-  type Operation,
-} from "../instances/lifecycle.js";
+import { beginOperation, decideStart, isSettled, type Operation } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
 import {
   assertRefNotOwnedElsewhere,
@@ -42,7 +37,8 @@ import { runPendingFollowUps } from "./follow-ups.js";
 /** An operation whose message is this late is re-driven (the message was lost). */
 export const STUCK_AFTER_MS = 3 * 60_000;
 
-const keptChanging = () => new AppError(503, "unavailable", "The instance kept changing; try again.");
+const keptChanging = () =>
+  new AppError(503, "unavailable", "The instance kept changing; try again.");
 
 /** True when the operation is in flight but its message is overdue. */
 export function isStuck(i: Instance, now: Date): boolean {
@@ -110,7 +106,7 @@ async function begin(
       ...patch,
       pendingFollowUps: followUps.length ? followUps.join(",") : undefined,
       etag: undefined,
-    } as Instance);
+    });
     await dispatchProvisioning(services, currentMessage(saved));
     if (saved.pendingFollowUps) saved = (await runPendingFollowUps(services, ctx, saved)) ?? saved;
   }

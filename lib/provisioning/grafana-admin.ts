@@ -1,14 +1,12 @@
 /**
- * Talking to a project's Grafana through the gateway: the readiness probe and the admin
- * password change. Production uses `fetch` with a time-out; the local platform swaps in
- * overrides (`services.overrides.probe` / `grafanaFetch`) that answer from the simulated gateway.
+ * Talking to a project's Grafana through the gateway, over the Grafana-hosts port
+ * (`services.ports.grafanaHosts`): the readiness probe and the admin password change.
  */
 import { randomBytes } from "node:crypto";
 
 import { decryptSecret, encryptSecret } from "../secrets.js";
 import type { Services } from "../services.js";
 
-export const PROBE_TIMEOUT_MS = 5_000;
 const ADMIN_TIMEOUT_MS = 10_000;
 
 export const instanceUrl = (services: Services, ref: string) =>
@@ -17,18 +15,8 @@ export const healthUrl = (services: Services, ref: string) =>
   `${instanceUrl(services, ref)}/api/health`;
 
 /** HTTP status of `GET url` (0 when unreachable or timed out). */
-export async function probe(services: Services, url: string): Promise<number> {
-  if (services.overrides.probe) return services.overrides.probe(url);
-  try {
-    const res = await fetch(url, {
-      redirect: "manual",
-      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-    });
-    await res.body?.cancel();
-    return res.status;
-  } catch {
-    return 0;
-  }
+export function probe(services: Services, url: string): Promise<number> {
+  return services.ports.grafanaHosts.probe(url);
 }
 
 /** 24+ characters from a URL-safe alphabet (about 190 bits). */
@@ -54,7 +42,7 @@ export async function changeAdminPassword(
   current: string,
   next: string,
 ): Promise<number> {
-  const doFetch = services.overrides.grafanaFetch ?? fetch;
+  const doFetch = services.ports.grafanaHosts.fetch;
   try {
     const res = await doFetch(`${instanceUrl(services, ref)}/api/user/password`, {
       method: "PUT",

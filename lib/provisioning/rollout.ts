@@ -178,7 +178,10 @@ export function rolloutProgress(rollout: Rollout, instances: readonly Instance[]
     } satisfies RolloutProgress,
     /** Oldest host versions first, then by ref: a stable order. */
     toStart: [...candidates]
-      .sort((a, b) => (a.hostVersion ?? "").localeCompare(b.hostVersion ?? "") || a.ref.localeCompare(b.ref))
+      .sort(
+        (a, b) =>
+          (a.hostVersion ?? "").localeCompare(b.hostVersion ?? "") || a.ref.localeCompare(b.ref),
+      )
       .slice(0, room),
     finished: inFlight.length === 0 && (candidates.length === 0 || mine.length >= rollout.max),
   };

@@ -75,7 +75,9 @@ export interface StepEnv {
    * Etag-conditional save of an intent that must be durable before a side effect (a lost race
    * throws; the engine reads the row again). Never the state: that is the lifecycle's.
    */
-  record(patch: Omit<Partial<Instance>, "state" | "step" | "attempts" | "operationId">): Promise<Instance>;
+  record(
+    patch: Omit<Partial<Instance>, "state" | "step" | "attempts" | "operationId">,
+  ): Promise<Instance>;
   /** Secrets met during the step; they are redacted from anything stored or logged. */
   secrets: string[];
 }
@@ -207,7 +209,8 @@ async function requesterEmail(env: StepEnv): Promise<string | undefined> {
 // ----- provision ---------------------------------------------------------------------------
 
 /** After a failed attempt: remove the host it left behind (the data disk stays). */
-const cleanup: Step = async (env) => removalResult(await removeHost(env.services, env.instance.ref));
+const cleanup: Step = async (env) =>
+  removalResult(await removeHost(env.services, env.instance.ref));
 
 function smtpSettings(services: Services): GrafanaHostInput["smtp"] {
   const c = services.config;
@@ -463,7 +466,8 @@ const unroute: Step = async (env) => {
   const i = env.instance;
   const gateway = await readGatewayState(services);
   const now = services.clock.now().getTime();
-  if ((gateway.coveredUntil?.getTime() ?? 0) >= i.operationStartedAt.getTime()) return { kind: "done" };
+  if ((gateway.coveredUntil?.getTime() ?? 0) >= i.operationStartedAt.getTime())
+    return { kind: "done" };
   if (now - i.operationStartedAt.getTime() >= UNROUTE_MAX_WAIT_MS) {
     logEvent(env.ctx, "warn", "the gateway did not confirm the unroute in time; replacing anyway", {
       event: "provisioning.unroute_unconfirmed",

@@ -40,7 +40,12 @@ import { requestGatewaySync } from "../gateway/consumer.js";
 import { hasResources, isSettled } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
 import { getProjectRef } from "../instances/project-refs.js";
-import { getInstance, listAllInstances, patchInstance, trySaveInstance } from "../instances/store.js";
+import {
+  getInstance,
+  listAllInstances,
+  patchInstance,
+  trySaveInstance,
+} from "../instances/store.js";
 import { sendMail } from "../mail.js";
 import { healthUrl, instanceUrl, probe } from "../provisioning/grafana-admin.js";
 import { isStuck, redrive, requestDeprovision, startReplacement } from "../provisioning/api.js";
@@ -321,7 +326,12 @@ export async function runReconciler(
     }
     for (const s of snapshotsToDelete(snapshots, now, services.config.SNAPSHOT_RETENTION_DAYS)) {
       await each(`snapshot ${s.name}`, async () => {
-        await startDelete(services, { id: s.id, name: s.name, ref: s.ref, type: "Microsoft.Compute/snapshots" });
+        await startDelete(services, {
+          id: s.id,
+          name: s.name,
+          ref: s.ref,
+          type: "Microsoft.Compute/snapshots",
+        });
         report.snapshotsDeleted += 1;
       });
     }
@@ -338,7 +348,8 @@ export async function runReconciler(
       (await listAllInstances(services)).filter(hasResources).map((i) => i.ref),
     );
     const byRef = new Map<string, TaggedResource[]>();
-    for (const r of tagged) if (!wanted.has(r.ref)) byRef.set(r.ref, [...(byRef.get(r.ref) ?? []), r]);
+    for (const r of tagged)
+      if (!wanted.has(r.ref)) byRef.set(r.ref, [...(byRef.get(r.ref) ?? []), r]);
     report.orphanRefs = byRef.size;
     for (const [ref, resources] of byRef) {
       await each(`orphan ${ref}`, async () => {
@@ -374,7 +385,9 @@ export async function runReconciler(
 
   await part("key-rotation", async () => {
     const due = instances
-      .filter((i) => i.state === "Running" && keyRotationDue(i, now, services.config.KEY_ROTATION_DAYS))
+      .filter(
+        (i) => i.state === "Running" && keyRotationDue(i, now, services.config.KEY_ROTATION_DAYS),
+      )
       .sort((a, b) => (a.keyRotatedAt?.getTime() ?? 0) - (b.keyRotatedAt?.getTime() ?? 0))
       .slice(0, KEY_ROTATIONS_PER_RUN);
     for (const i of due) {

@@ -22,7 +22,8 @@ export type HealthVerdict =
  * upstream, the host, did not answer). Grafana's own 503 (its database unwell) counts too. A 404
  * means the gateway has no route, which replacing the host would not fix: it says nothing.
  */
-export const isHostDown = (status: number) => status === 0 || status === 502 || status === 503 || status === 504;
+export const isHostDown = (status: number) =>
+  status === 0 || status === 502 || status === 503 || status === 504;
 
 export function healthVerdict(
   i: Pick<Instance, "failedProbes" | "unhealthySince">,

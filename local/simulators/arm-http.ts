@@ -3,6 +3,7 @@
  * address to `https://management.azure.com` over plain HTTP to the simulator.
  */
 import { Agent } from "node:http";
+import type { ArmTransport } from "../../lib/azure/clients.js";
 import {
   createDefaultHttpClient,
   createHttpHeaders,
@@ -11,6 +12,14 @@ import {
   type PipelineRequest,
   type PipelineResponse,
 } from "@azure/core-rest-pipeline";
+
+/** The ARM clients' transport to the simulator: a nominal `https://<simulator host>` endpoint. */
+export function armSimulatorTransport(simUrl: string): ArmTransport {
+  return {
+    endpoint: `https://${new URL(simUrl).host}`,
+    httpClient: armSimulatorHttpClient(simUrl),
+  };
+}
 
 /**
  * An SDK transport for the ARM simulator. The SDK clients keep an `https://` endpoint (their

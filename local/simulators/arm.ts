@@ -9,7 +9,7 @@
  * zone. Long-running
  * operations carry the same headers as in Azure (`Azure-AsyncOperation`, `Location`,
  * `Retry-After`) so the SDK pollers run unchanged. The SDK clients reach it through
- * `armSimulatorHttpClient` (their endpoint stays https; see `arm-http.ts`).
+ * `armSimulatorTransport` (their endpoint stays https; see `arm-http.ts`).
  */
 import { randomUUID } from "node:crypto";
 import { isIPv4 } from "node:net";
@@ -46,7 +46,7 @@ import {
   type ExpressionContext,
 } from "./arm-template.js";
 
-export { armSimulatorHttpClient } from "./arm-http.js";
+export { armSimulatorHttpClient, armSimulatorTransport } from "./arm-http.js";
 export type * from "./arm-types.js";
 
 const VM_TYPE = "Microsoft.Compute/virtualMachines";

@@ -21,7 +21,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 
-import type { SandboxGateway } from "../../lib/gateway/sandbox.js";
+import type { SandboxGateway } from "../sandbox-gateway.js";
 import { readBody } from "../function-host.js";
 import { caSignedCertificate } from "../tls.js";
 
@@ -153,7 +153,7 @@ export async function startSandboxNetwork(opts: SandboxNetworkOptions): Promise<
       for (const [k, v] of Object.entries(req.headers)) {
         if (typeof v === "string") headers[k] = v;
       }
-      const answer = await opts.gateway.grafanaFetch(url, {
+      const answer = await opts.gateway.grafanaHosts.fetch(url, {
         method: req.method ?? "GET",
         headers,
         ...(body.length ? { body } : {}),

@@ -11,7 +11,7 @@
  * pipeline then backs off and retries; the figure below reports those calls).
  */
 import { renderGatewayConfig } from "../../lib/gateway/nginx.js";
-import { GATEWAY_PATHS } from "../../lib/gateway/consumer.js";
+import { GATEWAY_PATHS } from "../../lib/gateway/host.js";
 import { listInstances } from "../../lib/instances/store.js";
 import { LOCAL } from "../../local/defaults.js";
 import { startLocalApp } from "../../local/app-host.js";

@@ -52,7 +52,6 @@ const FORBIDDEN = [
 
 /** lib/config.ts settings deliberately not set in Azure, so their defaults (or "unset") apply. */
 const LEFT_TO_DEFAULT: Record<string, string> = {
-  SANDBOX: "never in production",
   StorageConnection: "connection string: Azure uses StorageConnection__tableServiceUri + identity",
   ServiceBusConnection:
     "connection string: Azure uses ServiceBusConnection__fullyQualifiedNamespace + identity",
@@ -345,7 +344,6 @@ describe("app settings as deployed", () => {
     );
     expect(config.ARM_ENDPOINT).toBe("https://management.azure.com");
     expect(config.PROVISIONING_QUEUE).toBe("provisioning");
-    expect(config.SANDBOX).toBe(false);
     expect(config.SMTP_PASSWORD).toBeUndefined();
     expect(config.SECRET_KEYS.current).toBe("2026-01");
   });

@@ -6,10 +6,11 @@ import { compileErrors, validate } from "@readme/openapi-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { allDefinitions } from "../../functions/all.js";
+import { SESSION_COOKIE, bindUser, startSession } from "../../lib/auth/session.js";
 import type { HttpDefinition } from "../../lib/functions.js";
 import type { Platform } from "../../local/platform.js";
 import { TestClient } from "../helpers/client.js";
-import { startTestPlatform } from "../helpers/platform.js";
+import { randomSlug, startTestPlatform } from "../helpers/platform.js";
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -47,6 +48,11 @@ describe("OpenAPI contract", () => {
     const res = await client.get("/api/openapi.json");
     expect(res.status).toBe(200);
     doc = res.body as Json;
+    // The caller is proved before input is read: call as a verified member (and, on operator
+    // routes, as a named operator) so that the input is what gets refused.
+    const { session, cookie } = await startSession(platform.services, randomSlug("api"));
+    await bindUser(platform.services, session.id, { id: "u1", name: "Ada", role: "Owner" });
+    client.cookies.set(SESSION_COOKIE, cookie.value);
   });
   afterAll(async () => {
     await platform.close();
@@ -155,11 +161,10 @@ describe("OpenAPI contract", () => {
         if (cases.length === 0) continue;
         expect(documented400, `${method} ${path} documents 400`).toBeDefined();
         for (const c of cases) {
-          const res = await client.request(
-            method.toUpperCase(),
-            c.url,
-            c.body === undefined ? {} : { body: c.body },
-          );
+          const res = await client.request(method.toUpperCase(), c.url, {
+            headers: { "x-ops-actor": "contract-test" },
+            ...(c.body === undefined ? {} : { body: c.body }),
+          });
           probes++;
           expect(res.status, `${method} ${path} (${c.label}): ${res.text}`).toBe(400);
           expect(typeof res.body?.error?.code, `${method} ${path} (${c.label})`).toBe("string");

@@ -29,6 +29,7 @@ import { loadConfig } from "../../lib/config.js";
 import { createServices, type Services } from "../../lib/services.js";
 import {
   armSimulatorHttpClient,
+  armSimulatorTransport,
   startArmSimulator,
   type ArmSimOptions,
   type ArmSimulator,
@@ -73,7 +74,7 @@ async function start(extra: Partial<ArmSimOptions> = {}) {
     AZURE_SUBSCRIPTION_ID: SUB,
     GRAFANA_RESOURCE_GROUP: RG,
   });
-  services = createServices(config, { credential, armHttpClient: armSimulatorHttpClient(sim.url) });
+  services = createServices(config, { credential, armTransport: armSimulatorTransport(sim.url) });
   const options = { endpoint: ARM, httpClient: armSimulatorHttpClient(sim.url) };
   const sdk = {
     compute: new ComputeManagementClient(credential, SUB, options),

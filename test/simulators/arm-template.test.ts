@@ -9,7 +9,7 @@ import { loadConfig } from "../../lib/config.js";
 import { renderCloudInit } from "../../lib/grafana-host/index.js";
 import { createServices, type Services } from "../../lib/services.js";
 import {
-  armSimulatorHttpClient,
+  armSimulatorTransport,
   startArmSimulator,
   type ArmSimulator,
 } from "../../local/simulators/arm.js";
@@ -280,7 +280,7 @@ async function startWithApp(): Promise<{ sim: ArmSimulator; services: Services }
     AZURE_SUBSCRIPTION_ID: SUB,
     GRAFANA_RESOURCE_GROUP: RG,
   });
-  services = createServices(config, { credential, armHttpClient: armSimulatorHttpClient(sim.url) });
+  services = createServices(config, { credential, armTransport: armSimulatorTransport(sim.url) });
   return { sim, services };
 }
 

@@ -9,7 +9,6 @@ describe("config", () => {
     expect(config.SUPABASE_API_URL).toBe("https://api.supabase.com");
     expect(config.ARM_ENDPOINT).toBe("https://management.azure.com");
     expect(config.STRIPE_API_URL).toBeUndefined();
-    expect(config.SANDBOX).toBe(false);
     expect(config.TRIAL_HOURS).toBe(72);
   });
 

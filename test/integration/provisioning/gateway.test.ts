@@ -3,14 +3,14 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import {
-  GATEWAY_PATHS,
   COVERAGE_MARGIN_MS,
   GatewayPushError,
   MIN_PUSH_INTERVAL_MS,
   handleGatewayMessage,
   requestGatewaySync,
 } from "../../../lib/gateway/consumer.js";
-import { decodePushScript } from "../../../lib/gateway/sandbox.js";
+import { GATEWAY_PATHS } from "../../../lib/gateway/host.js";
+import { decodePushScript } from "../../../local/sandbox-gateway.js";
 import { readGatewayState } from "../../../lib/gateway/state.js";
 import { createInstance, getInstance, saveInstance } from "../../../lib/instances/store.js";
 import type { Instance } from "../../../lib/instances/model.js";

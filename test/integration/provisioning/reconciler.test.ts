@@ -77,13 +77,11 @@ describe("the reconciler", () => {
     expect(resourcesOf(env.arm, orphan)).toEqual([]);
     expect(resourcesOf(env.arm, deleted)).toEqual([]);
     // VM, NIC, OS disk, data disk, and the data disk's first daily snapshot.
-    expect(resourcesOf(env.arm, live).map((r) => r.type.split("/").pop()).sort()).toEqual([
-      "disks",
-      "disks",
-      "networkInterfaces",
-      "snapshots",
-      "virtualMachines",
-    ]);
+    expect(
+      resourcesOf(env.arm, live)
+        .map((r) => r.type.split("/").pop())
+        .sort(),
+    ).toEqual(["disks", "disks", "networkInterfaces", "snapshots", "virtualMachines"]);
     expect((await o.instance(live))?.state).toBe("Running");
     // The report is logged for operators.
     const logged = o.client.logs.find((l) => l.args[0] === "reconciler report");

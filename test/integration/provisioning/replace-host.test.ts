@@ -66,47 +66,56 @@ async function provisionAll(o: OrgEnv): Promise<void> {
 }
 
 describe("an upgrade of every Running instance", () => {
-  it("when 20 instances are upgraded in batches of 3, then every data disk is kept, all end Running on the new version with one VM, and never more than 3 are unroutable at once", { timeout: 300_000 }, async () => {
-    const o = await env.newOrg(20);
-    await provisionAll(o);
-    const disksBefore = new Map(o.refs.map((ref) => [ref, dataDisk(ref)]));
-    const target = hostVersionOf(
-      withTemplateSpecVersion(env.services.config.GRAFANA_TEMPLATE_SPEC_ID, "2.0.0"),
-    );
-    for (const i of await listInstances(env.services, o.slug)) expect(i.hostVersion).not.toBe(target);
+  it(
+    "when 20 instances are upgraded in batches of 3, then every data disk is kept, all end Running on the new version with one VM, and never more than 3 are unroutable at once",
+    { timeout: 300_000 },
+    async () => {
+      const o = await env.newOrg(20);
+      await provisionAll(o);
+      const disksBefore = new Map(o.refs.map((ref) => [ref, dataDisk(ref)]));
+      const target = hostVersionOf(
+        withTemplateSpecVersion(env.services.config.GRAFANA_TEMPLATE_SPEC_ID, "2.0.0"),
+      );
+      for (const i of await listInstances(env.services, o.slug))
+        expect(i.hostVersion).not.toBe(target);
 
-    const res = await o.client.post("/api/ops/instances/upgrade", {
-      ...ops,
-      body: { templateSpecVersion: "2.0.0", batch: 3, org: o.slug },
-    });
-    expect(res.status, JSON.stringify(res.body)).toBe(202);
-    expect(res.body).toMatchObject({ hostVersion: target, status: "running", batch: 3 });
+      const res = await o.client.post("/api/ops/instances/upgrade", {
+        ...ops,
+        body: { templateSpecVersion: "2.0.0", batch: 3, org: o.slug },
+      });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      expect(res.body).toMatchObject({ hostVersion: target, status: "running", batch: 3 });
 
-    let maxUnroutable = 0;
-    await settle(o, async () => {
-      const unroutable = (await listInstances(env.services, o.slug)).filter((i) => !isRoutable(i));
-      maxUnroutable = Math.max(maxUnroutable, unroutable.length);
-    });
+      let maxUnroutable = 0;
+      await settle(o, async () => {
+        const unroutable = (await listInstances(env.services, o.slug)).filter(
+          (i) => !isRoutable(i),
+        );
+        maxUnroutable = Math.max(maxUnroutable, unroutable.length);
+      });
 
-    expect(maxUnroutable).toBeGreaterThan(0);
-    expect(maxUnroutable).toBeLessThanOrEqual(3);
-    for (const i of await listInstances(env.services, o.slug)) {
-      expect(i).toMatchObject({ state: "Running", hostVersion: target, operation: "upgrade" });
-      const before = disksBefore.get(i.ref);
-      expect(before).toBeDefined();
-      expect(dataDisk(i.ref)?.id).toBe(before?.id);
-      expect(dataDisk(i.ref)?.properties.uniqueId).toBe(before?.properties.uniqueId);
-      expect(vms(i.ref)).toHaveLength(1);
-    }
-    // Each redeploy used the new template spec version, once per instance.
-    const puts = env.arm.deploymentPuts().filter((p) => o.refs.some((r) => p.deployment.endsWith(r)));
-    expect(puts.reduce((n, p) => n + p.puts, 0)).toBe(40);
-    const rollout = await o.client.get("/api/ops/rollout", ops);
-    expect(rollout.body).toMatchObject({ status: "done", upgraded: 20, failed: 0, remaining: 0 });
-    // The web sees the version.
-    const view = await o.client.get(`/api/projects/${o.refs[0]}/grafana`);
-    expect(view.body).toMatchObject({ state: "Running", hostVersion: target });
-  });
+      expect(maxUnroutable).toBeGreaterThan(0);
+      expect(maxUnroutable).toBeLessThanOrEqual(3);
+      for (const i of await listInstances(env.services, o.slug)) {
+        expect(i).toMatchObject({ state: "Running", hostVersion: target, operation: "upgrade" });
+        const before = disksBefore.get(i.ref);
+        expect(before).toBeDefined();
+        expect(dataDisk(i.ref)?.id).toBe(before?.id);
+        expect(dataDisk(i.ref)?.properties.uniqueId).toBe(before?.properties.uniqueId);
+        expect(vms(i.ref)).toHaveLength(1);
+      }
+      // Each redeploy used the new template spec version, once per instance.
+      const puts = env.arm
+        .deploymentPuts()
+        .filter((p) => o.refs.some((r) => p.deployment.endsWith(r)));
+      expect(puts.reduce((n, p) => n + p.puts, 0)).toBe(40);
+      const rollout = await o.client.get("/api/ops/rollout", ops);
+      expect(rollout.body).toMatchObject({ status: "done", upgraded: 20, failed: 0, remaining: 0 });
+      // The web sees the version.
+      const view = await o.client.get(`/api/projects/${o.refs[0]}/grafana`);
+      expect(view.body).toMatchObject({ state: "Running", hostVersion: target });
+    },
+  );
 
   it("when an upgrade's deployment fails, then the data disk stays, the instance is Failed with lastError, and a retry converges", async () => {
     const o = await env.newOrg(1);
@@ -115,15 +124,21 @@ describe("an upgrade of every Running instance", () => {
     const disk = dataDisk(ref);
     env.arm.failNextDeployment(ref);
     expect(
-      (await o.client.post("/api/ops/instances/upgrade", { ...ops, body: { org: o.slug, templateSpecVersion: "3.0.0" } }))
-        .status,
+      (
+        await o.client.post("/api/ops/instances/upgrade", {
+          ...ops,
+          body: { org: o.slug, templateSpecVersion: "3.0.0" },
+        })
+      ).status,
     ).toBe(202);
     await settle(o);
     const failed = await o.instance(ref);
     expect(failed).toMatchObject({ state: "Failed", operation: "upgrade" });
     expect(failed?.lastError).toContain("SkuNotAvailable");
     expect(dataDisk(ref)?.id).toBe(disk?.id);
-    expect((await o.client.post(`/api/ops/instances/${o.slug}/${ref}/retry`, ops)).status).toBe(202);
+    expect((await o.client.post(`/api/ops/instances/${o.slug}/${ref}/retry`, ops)).status).toBe(
+      202,
+    );
     await settle(o);
     const after = await o.instance(ref);
     expect(after).toMatchObject({ state: "Running", operation: "upgrade" });
@@ -162,7 +177,11 @@ describe("healing a host", () => {
     env.arm.setHostResponsive(ref, true);
     await settle(o);
     const healed = await o.instance(ref);
-    expect(healed).toMatchObject({ state: "Running", operation: "heal", operationReason: "unresponsive" });
+    expect(healed).toMatchObject({
+      state: "Running",
+      operation: "heal",
+      operationReason: "unresponsive",
+    });
     expect(healed?.healedAt).toBeInstanceOf(Date);
     expect(healed?.failedProbes).toBeUndefined();
     expect(dataDisk(ref)?.properties.uniqueId).toBe(disk?.properties.uniqueId);
@@ -184,9 +203,15 @@ describe("healing a host", () => {
     env.arm.removeResource(vm.id);
     clock.advance(1_000);
     await reconcile(o);
-    expect(await o.instance(ref)).toMatchObject({ operation: "heal", operationReason: "vm_missing" });
+    expect(await o.instance(ref)).toMatchObject({
+      operation: "heal",
+      operationReason: "vm_missing",
+    });
     await settle(o);
-    expect(await o.instance(ref)).toMatchObject({ state: "Running", operationReason: "vm_missing" });
+    expect(await o.instance(ref)).toMatchObject({
+      state: "Running",
+      operationReason: "vm_missing",
+    });
     expect(vms(ref)).toHaveLength(1);
   });
 
@@ -210,7 +235,10 @@ describe("healing a host", () => {
     env.arm.removeResource(lost.id);
     clock.advance(1_000);
     await reconcile(o);
-    expect(await o.instance(ref)).toMatchObject({ operation: "heal", operationReason: "vm_missing" });
+    expect(await o.instance(ref)).toMatchObject({
+      operation: "heal",
+      operationReason: "vm_missing",
+    });
     await settle(o);
     const healed = await o.instance(ref);
     expect(healed).toMatchObject({ state: "Running", restoredFromSnapshot: newest?.id });

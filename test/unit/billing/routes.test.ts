@@ -19,7 +19,7 @@ describe("billing routes", () => {
     ]);
     const hook = webhook[0];
     expect(
-      hook?.kind === "http" && hook.spec.rawBody === true && hook.spec.checkOrigin === false,
+      hook?.kind === "http" && hook.spec.caller === "stripe" && hook.spec.checkOrigin === false,
     ).toBe(true);
     expect(all.every((d) => d.kind === "http" && d.authLevel === "anonymous")).toBe(true);
   });

@@ -1,24 +1,25 @@
-import { createDefaultHttpClient } from "@azure/core-rest-pipeline";
 import { describe, expect, it } from "vitest";
 
 import { parseResourceId, summarizeDeploymentError } from "../../../lib/azure/arm.js";
-import { armTransport } from "../../../lib/azure/clients.js";
+import { azureArmTransport } from "../../../lib/azure/clients.js";
 import { messageIdFor } from "../../../lib/provisioning/messages.js";
+import { armSimulatorTransport } from "../../../local/simulators/arm-http.js";
 
-describe("armTransport", () => {
-  it("when ARM_ENDPOINT is https, then it is used as it is", () => {
-    expect(armTransport("https://management.azure.com/", undefined)).toEqual({
+describe("ARM transports", () => {
+  it("when ARM_ENDPOINT is https, then Azure's transport uses it as it is", () => {
+    expect(azureArmTransport("https://management.azure.com/")).toEqual({
       endpoint: "https://management.azure.com",
     });
   });
 
-  it("when ARM_ENDPOINT is plain http, then the simulator transport is required and the endpoint becomes https", () => {
-    expect(() => armTransport("http://127.0.0.1:4000", undefined)).toThrow(/plain http/);
-    const httpClient = createDefaultHttpClient();
-    expect(armTransport("http://127.0.0.1:4000", httpClient)).toEqual({
-      endpoint: "https://127.0.0.1:4000",
-      httpClient,
-    });
+  it("when ARM_ENDPOINT is plain http, then Azure's transport refuses it", () => {
+    expect(() => azureArmTransport("http://127.0.0.1:4000")).toThrow(/must be https/);
+  });
+
+  it("when the simulator is plain http, then its transport keeps an https endpoint", () => {
+    const transport = armSimulatorTransport("http://127.0.0.1:4000");
+    expect(transport.endpoint).toBe("https://127.0.0.1:4000");
+    expect(typeof transport.httpClient?.sendRequest).toBe("function");
   });
 });
 

@@ -102,7 +102,9 @@ describe("lifecycle: the transition table", () => {
       if (operation === "heal") expect(i.healedAt).toEqual(at(5000));
       else expect(i.healedAt).toBeUndefined();
       // Nobody is e-mailed about a replacement that worked; a rollout moves on after an upgrade.
-      expect(last.followUps).toEqual(operation === "upgrade" ? ["configure", "rollout"] : ["configure"]);
+      expect(last.followUps).toEqual(
+        operation === "upgrade" ? ["configure", "rollout"] : ["configure"],
+      );
     },
   );
 
@@ -141,7 +143,9 @@ describe("lifecycle: waits, retries, budgets", () => {
     const t = next(i, { kind: "wait", why: "running" }, at(0), limits);
     expect(t).toMatchObject({ outcome: "waiting", followUps: [] });
     expect(t.patch).toEqual({ attempts: 3, nextRunAt: at(15_000), updatedAt: at(0) });
-    expect(next(i, { kind: "wait", why: "x", delayMs: 7 }, at(0), limits).dispatchAt).toEqual(at(7));
+    expect(next(i, { kind: "wait", why: "x", delayMs: 7 }, at(0), limits).dispatchAt).toEqual(
+      at(7),
+    );
   });
 
   it("when a step fails transiently, then it backs off exponentially, honours Retry-After, and gives up after the failure budget", () => {
@@ -151,7 +155,12 @@ describe("lifecycle: waits, retries, budgets", () => {
     // Equal jitter with random 0.5: base * 0.75.
     expect(first.patch.nextRunAt).toEqual(at(11_250));
     expect(first.patch).toMatchObject({ failures: 1, attempts: 1, lastError: "429" });
-    const third = next(instance({ failures: 2 }), { kind: "retry", error: { message: "x" } }, at(0), limits);
+    const third = next(
+      instance({ failures: 2 }),
+      { kind: "retry", error: { message: "x" } },
+      at(0),
+      limits,
+    );
     expect(third.patch.nextRunAt).toEqual(at(45_000));
     const asked = next(
       instance({ failures: 0 }),
@@ -160,7 +169,12 @@ describe("lifecycle: waits, retries, budgets", () => {
       limits,
     );
     expect(asked.patch.nextRunAt).toEqual(at(120_000));
-    const last = next(instance({ failures: 3 }), { kind: "retry", error: { message: "boom" } }, at(0), limits);
+    const last = next(
+      instance({ failures: 3 }),
+      { kind: "retry", error: { message: "boom" } },
+      at(0),
+      limits,
+    );
     expect(last.outcome).toBe("failed");
     expect(last.patch).toMatchObject({ state: "Failed", step: "failed" });
     expect(last.patch.lastError).toBe("Gave up after 4 failed attempts. Last error: boom");
@@ -176,19 +190,29 @@ describe("lifecycle: waits, retries, budgets", () => {
   });
 
   it("when a routed paid instance fails, then it is unrouted, billing is synced, and a failed replacement notifies and moves the rollout on", () => {
-    const routed = instance({ state: "Verifying", step: "verify", privateIp: "10.0.0.4", plan: "paid" });
+    const routed = instance({
+      state: "Verifying",
+      step: "verify",
+      privateIp: "10.0.0.4",
+      plan: "paid",
+    });
     expect(failWith(routed, "no", at(0)).followUps).toEqual(["gateway-sync", "billing-sync"]);
-    const upgrading = instance({ operation: "upgrade", state: "Deploying", step: "await-deployment" });
-    expect(next(upgrading, { kind: "fail", message: "SkuNotAvailable" }, at(0), limits).followUps).toEqual([
-      "notify-failed",
-      "rollout",
-    ]);
+    const upgrading = instance({
+      operation: "upgrade",
+      state: "Deploying",
+      step: "await-deployment",
+    });
+    expect(
+      next(upgrading, { kind: "fail", message: "SkuNotAvailable" }, at(0), limits).followUps,
+    ).toEqual(["notify-failed", "rollout"]);
     const healing = instance({ operation: "heal", state: "Replacing", step: "remove-host" });
     expect(failWith(healing, "x", at(0)).followUps).toEqual(["notify-failed"]);
   });
 
   it("when a message arrives for an operation that is over, then next refuses it", () => {
-    expect(() => next(instance({ step: "done", state: "Running" }), { kind: "done" }, at(0), limits)).toThrow();
+    expect(() =>
+      next(instance({ step: "done", state: "Running" }), { kind: "done" }, at(0), limits),
+    ).toThrow();
   });
 });
 
@@ -200,21 +224,51 @@ describe("lifecycle: starting operations", () => {
     ["Deleted", { state: "Deleted", step: "done" }, "provision", "start"],
     ["Running", { state: "Running", step: "done" }, "provision", "current"],
     ["provisioning", { state: "Deploying", step: "await-deployment" }, "provision", "current"],
-    ["upgrading", { state: "Replacing", step: "unroute", operation: "upgrade" }, "provision", "current"],
-    ["Deleting", { state: "Deleting", step: "drain", operation: "deprovision" }, "provision", "refuse"],
+    [
+      "upgrading",
+      { state: "Replacing", step: "unroute", operation: "upgrade" },
+      "provision",
+      "current",
+    ],
+    [
+      "Deleting",
+      { state: "Deleting", step: "drain", operation: "deprovision" },
+      "provision",
+      "refuse",
+    ],
     ["nothing", undefined, "deprovision", "refuse"],
     ["Running", { state: "Running", step: "done" }, "deprovision", "start"],
-    ["upgrading", { state: "Deploying", step: "await-deployment", operation: "upgrade" }, "deprovision", "start"],
+    [
+      "upgrading",
+      { state: "Deploying", step: "await-deployment", operation: "upgrade" },
+      "deprovision",
+      "start",
+    ],
     ["Failed", { state: "Failed", step: "failed" }, "deprovision", "start"],
-    ["Deleting", { state: "Deleting", step: "drain", operation: "deprovision" }, "deprovision", "current"],
+    [
+      "Deleting",
+      { state: "Deleting", step: "drain", operation: "deprovision" },
+      "deprovision",
+      "current",
+    ],
     ["Deleted", { state: "Deleted", step: "done" }, "deprovision", "current"],
     ["Running", { state: "Running", step: "done" }, "upgrade", "start"],
     ["Running", { state: "Running", step: "done" }, "heal", "start"],
     ["provisioning", { state: "Deploying", step: "await-deployment" }, "upgrade", "refuse"],
     ["healing", { state: "Replacing", step: "unroute", operation: "heal" }, "upgrade", "refuse"],
     ["healing", { state: "Replacing", step: "unroute", operation: "heal" }, "heal", "current"],
-    ["failed upgrade", { state: "Failed", step: "failed", operation: "upgrade" }, "upgrade", "start"],
-    ["failed provision", { state: "Failed", step: "failed", operation: "provision" }, "upgrade", "refuse"],
+    [
+      "failed upgrade",
+      { state: "Failed", step: "failed", operation: "upgrade" },
+      "upgrade",
+      "start",
+    ],
+    [
+      "failed provision",
+      { state: "Failed", step: "failed", operation: "provision" },
+      "upgrade",
+      "refuse",
+    ],
     ["Deleted", { state: "Deleted", step: "done" }, "heal", "refuse"],
   ])("when the instance is %s, then %s decides %s", (_what, over, op, kind) => {
     expect(decideStart(over ? instance(over) : undefined, op).kind).toBe(kind);
@@ -238,7 +292,7 @@ describe("lifecycle: starting operations", () => {
       privateIp: undefined,
       operationReason: "rollout:r1",
     });
-    expect(isRoutable({ ...running, ...patch } as Instance)).toBe(false);
+    expect(isRoutable({ ...running, ...patch })).toBe(false);
     expect(followUps).toEqual(["gateway-sync"]);
   });
 
@@ -273,13 +327,16 @@ describe("lifecycle: starting operations", () => {
     });
     expect(fresh.patch).toMatchObject({ state: "Requested", step: "deploy" });
     expect(fresh.followUps).toEqual([]);
-    const paid = beginOperation({ ...running, state: "Deleted", privateIp: undefined }, {
-      operation: "provision",
-      operationId: "op-6",
-      reason: "requested",
-      now: at(0),
-      afterFailure: false,
-    });
+    const paid = beginOperation(
+      { ...running, state: "Deleted", privateIp: undefined },
+      {
+        operation: "provision",
+        operationId: "op-6",
+        reason: "requested",
+        now: at(0),
+        afterFailure: false,
+      },
+    );
     expect(paid.followUps).toEqual(["billing-sync"]);
   });
 });

@@ -2,11 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import type { Instance } from "../../../lib/instances/model.js";
 import { rolloutProgress, type Rollout } from "../../../lib/provisioning/rollout.js";
-import {
-  healthVerdict,
-  snapshotName,
-  snapshotsToDelete,
-} from "../../../lib/reconciler/rules.js";
+import { healthVerdict, snapshotName, snapshotsToDelete } from "../../../lib/reconciler/rules.js";
 
 const T0 = new Date("2026-12-01T10:00:00Z");
 const min = (n: number) => new Date(T0.getTime() + n * 60_000);
@@ -44,10 +40,12 @@ describe("health verdicts", () => {
       kind: "recovered",
       patch: { failedProbes: undefined, unhealthySince: undefined },
     });
-    expect(healthVerdict(failing, { vmMissing: false, status: 404, now: min(60) }, limits).kind).toBe(
+    expect(
+      healthVerdict(failing, { vmMissing: false, status: 404, now: min(60) }, limits).kind,
+    ).toBe("healthy");
+    expect(healthVerdict({}, { vmMissing: false, status: 200, now: T0 }, limits).kind).toBe(
       "healthy",
     );
-    expect(healthVerdict({}, { vmMissing: false, status: 200, now: T0 }, limits).kind).toBe("healthy");
   });
 });
 
@@ -101,8 +99,18 @@ describe("rollout progress", () => {
 
   it("when two of a batch of two are in flight, then nothing more starts; when one ends, one more does", () => {
     const instances = [
-      inst("a", { operation: "upgrade", operationReason: "rollout:r1", state: "Deploying", step: "await-deployment" }),
-      inst("b", { operation: "upgrade", operationReason: "rollout:r1", state: "Replacing", step: "unroute" }),
+      inst("a", {
+        operation: "upgrade",
+        operationReason: "rollout:r1",
+        state: "Deploying",
+        step: "await-deployment",
+      }),
+      inst("b", {
+        operation: "upgrade",
+        operationReason: "rollout:r1",
+        state: "Replacing",
+        step: "unroute",
+      }),
       inst("c", {}),
       inst("d", {}),
       inst("e", { hostVersion: "2" }),
@@ -110,7 +118,12 @@ describe("rollout progress", () => {
     const busy = rolloutProgress(rollout, instances);
     expect(busy.toStart).toEqual([]);
     expect(busy.progress).toMatchObject({ inFlight: 2, remaining: 2, upgraded: 0 });
-    instances[0] = { ...instances[0], state: "Running", step: "done", hostVersion: "2" } as Instance;
+    instances[0] = {
+      ...instances[0],
+      state: "Running",
+      step: "done",
+      hostVersion: "2",
+    } as Instance;
     const next = rolloutProgress(rollout, instances);
     expect(next.toStart.map((i) => i.ref)).toEqual(["c"]);
     expect(next.finished).toBe(false);
@@ -118,7 +131,12 @@ describe("rollout progress", () => {
 
   it("when upgrades of the rollout failed, then they keep their slots, and a full batch of failures halts it", () => {
     const failed = (ref: string) =>
-      inst(ref, { operation: "upgrade", operationReason: "rollout:r1", state: "Failed", step: "failed" });
+      inst(ref, {
+        operation: "upgrade",
+        operationReason: "rollout:r1",
+        state: "Failed",
+        step: "failed",
+      });
     const one = rolloutProgress(rollout, [failed("a"), inst("b", {}), inst("c", {})]);
     expect(one.toStart.map((i) => i.ref)).toEqual(["b"]);
     const two = rolloutProgress(rollout, [failed("a"), failed("b"), inst("c", {})]);
@@ -128,7 +146,9 @@ describe("rollout progress", () => {
   });
 
   it("when nothing is left and nothing is in flight, then the rollout is finished; max bounds the instances upgraded", () => {
-    const done = [inst("a", { operation: "upgrade", operationReason: "rollout:r1", hostVersion: "2" })];
+    const done = [
+      inst("a", { operation: "upgrade", operationReason: "rollout:r1", hostVersion: "2" }),
+    ];
     expect(rolloutProgress(rollout, done).finished).toBe(true);
     const capped = rolloutProgress({ ...rollout, max: 1 }, [...done, inst("b", {})]);
     expect(capped.toStart).toEqual([]);

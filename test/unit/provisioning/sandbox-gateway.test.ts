@@ -6,7 +6,7 @@ import {
   createSandboxGateway,
   decodePushScript,
   routedHosts,
-} from "../../../lib/gateway/sandbox.js";
+} from "../../../local/sandbox-gateway.js";
 
 const opts = {
   domain: "grafana.example.com",
@@ -27,8 +27,12 @@ describe("the sandbox gateway", () => {
     expect(out.exitCode).toBe(0);
     expect(out.stdout).toMatch(new RegExp(`^${APPLIED_MARKER} [0-9a-f]{64}`));
     expect(gw.appliedConfig()).toBe(config);
-    expect(await gw.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health")).toBe(200);
-    expect(await gw.probe("https://zzzzzzzzzzzzzzzzzzzz.grafana.example.com/api/health")).toBe(404);
+    expect(
+      await gw.grafanaHosts.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health"),
+    ).toBe(200);
+    expect(
+      await gw.grafanaHosts.probe("https://zzzzzzzzzzzzzzzzzzzz.grafana.example.com/api/health"),
+    ).toBe(404);
     expect(gw.pushes()).toBe(1);
   });
 
@@ -40,12 +44,12 @@ describe("the sandbox gateway", () => {
     });
     await gw.executor("gw", script, []);
     const url = (ref: string) => `https://${ref}.grafana.example.com/api/health`;
-    expect(await gw.probe(url("abcdefghijklmnopqrst"))).toBe(200);
-    expect(await gw.probe(url("bcdefghijklmnopqrstu"))).toBe(502);
-    expect((await gw.grafanaFetch(url("bcdefghijklmnopqrstu"))).status).toBe(502);
-    expect(await gw.probe(url("zzzzzzzzzzzzzzzzzzzz"))).toBe(404);
+    expect(await gw.grafanaHosts.probe(url("abcdefghijklmnopqrst"))).toBe(200);
+    expect(await gw.grafanaHosts.probe(url("bcdefghijklmnopqrstu"))).toBe(502);
+    expect((await gw.grafanaHosts.fetch(url("bcdefghijklmnopqrstu"))).status).toBe(502);
+    expect(await gw.grafanaHosts.probe(url("zzzzzzzzzzzzzzzzzzzz"))).toBe(404);
     up.clear();
-    expect(await gw.probe(url("abcdefghijklmnopqrst"))).toBe(502);
+    expect(await gw.grafanaHosts.probe(url("abcdefghijklmnopqrst"))).toBe(502);
   });
 
   it("when a push is made to fail or the script is not a push, then nothing is applied", async () => {
@@ -57,7 +61,9 @@ describe("the sandbox gateway", () => {
     expect((await gw.executor("gw", script, [])).exitCode).toBe(1);
     expect((await gw.executor("gw", ["echo hi"], [])).exitCode).toBe(1);
     expect(gw.appliedConfig()).toBeUndefined();
-    expect(await gw.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health")).toBe(404);
+    expect(
+      await gw.grafanaHosts.probe("https://abcdefghijklmnopqrst.grafana.example.com/api/health"),
+    ).toBe(404);
   });
 
   it("when a script's payload was tampered with, then it does not decode", () => {

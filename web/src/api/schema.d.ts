@@ -45,7 +45,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** End the session (server-side) and clear the cookie. Idempotent. */
+        /** End the session (server-side) and clear the cookie. */
         post: operations["authLogout"];
         delete?: never;
         options?: never;
@@ -618,6 +618,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
             /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. */
             403: {

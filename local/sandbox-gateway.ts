@@ -8,8 +8,9 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 
-import { KEY_APPLIED_MARKER, KEY_PAYLOAD_DELIMITER } from "../grafana-host/key-rotation.js";
-import { APPLIED_MARKER, FAILED_MARKER } from "./push-script.js";
+import type { GrafanaHostHttp } from "../lib/grafana-host/http.js";
+import { KEY_APPLIED_MARKER, KEY_PAYLOAD_DELIMITER } from "../lib/grafana-host/key-rotation.js";
+import { APPLIED_MARKER, FAILED_MARKER } from "../lib/gateway/push-script.js";
 
 export interface SandboxRunCommandOutcome {
   exitCode: number;
@@ -24,10 +25,8 @@ export interface SandboxGateway {
     script: string[],
     parameters: Array<{ name: string; value: string }>,
   ) => Promise<SandboxRunCommandOutcome>;
-  /** `services.overrides.probe`: 200 for a routed host that answers, 502 when it does not, 404 unrouted. */
-  probe: (url: string) => Promise<number>;
-  /** `services.overrides.grafanaFetch`: the same statuses as `probe`. */
-  grafanaFetch: typeof fetch;
+  /** The Grafana-hosts port: 200 for a routed host's URL, 404 otherwise. */
+  grafanaHosts: GrafanaHostHttp;
   /** The config last applied, if any. */
   appliedConfig(): string | undefined;
   /** Host names the applied config routes, with their upstreams. */
@@ -133,11 +132,16 @@ export function createSandboxGateway(opts: SandboxGatewayOptions = {}): SandboxG
         stderr: "",
       });
     },
-    probe: (url) => Promise.resolve(status(url)),
-    grafanaFetch: (input: string | URL | Request) => {
-      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-      const code = status(url);
-      return Promise.resolve(code === 0 ? Response.error() : new Response(null, { status: code }));
+    grafanaHosts: {
+      probe: (url) => Promise.resolve(status(url)),
+      fetch: (input: string | URL | Request) => {
+        const url =
+          typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+        const code = status(url);
+        return Promise.resolve(
+          code === 0 ? Response.error() : new Response(null, { status: code }),
+        );
+      },
     },
     appliedConfig: () => applied,
     routes: () => new Map(routes),
