@@ -14,7 +14,7 @@ import type { AddressInfo } from "node:net";
 
 import { DENIED_PATH, EXCHANGE_PATH, GATEWAY_SESSION_COOKIE } from "../lib/gateway/signin-njs.js";
 import { ROUTABLE_STATES } from "../lib/gateway/consumer.js";
-import { readRevocations } from "../lib/grafana-signin/revocation.js";
+import { readRevocations } from "../lib/gateway/state.js";
 import { listAllInstances } from "../lib/instances/store.js";
 import {
   SESSION_TTL_SECONDS,

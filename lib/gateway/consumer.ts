@@ -19,13 +19,12 @@ import type { InvocationContext } from "@azure/functions";
 import { z } from "zod";
 
 import { runGatewayScript } from "../azure/arm.js";
-import { readRevocations } from "../grafana-signin/revocation.js";
 import { describeFailure } from "../azure/errors.js";
 import { listAllInstances, type InstanceState } from "../instances/store.js";
 import { retryDelayMs } from "../provisioning/backoff.js";
 import { bodyAsJson } from "../provisioning/messages.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
+import { retryOnConflict } from "../storage/tables.js";
 import {
   gatewayConfigHash,
   isValidIpv4,
@@ -35,7 +34,7 @@ import {
 } from "./nginx.js";
 import { FAILED_MARKER, parseAppliedHash, renderGatewayPushScript } from "./push-script.js";
 import { renderSigninScript, signinScriptFileName } from "./signin-njs.js";
-import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
+import { readGatewayState, readRevocations, saveGatewayState, type GatewayState } from "./state.js";
 import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
 
@@ -292,24 +291,21 @@ async function saveCoverage(
   update: CoverageUpdate,
 ): Promise<GatewayState> {
   let current = state;
-  for (let i = 0; i < 5; i++) {
-    const coveredUntil =
-      current.coveredUntil && current.coveredUntil > update.coveredUntil
-        ? current.coveredUntil
-        : update.coveredUntil;
-    const next: GatewayState = {
-      ...current,
-      coveredUntil,
-      ...(update.pushed ? { ...update.pushed, pushes: current.pushes + 1 } : {}),
-    };
-    try {
-      return await saveGatewayState(services, next);
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-      current = await readGatewayState(services);
-    }
-  }
-  return current;
+  return retryOnConflict(
+    async (round) => {
+      if (round > 0) current = await readGatewayState(services);
+      const coveredUntil =
+        current.coveredUntil && current.coveredUntil > update.coveredUntil
+          ? current.coveredUntil
+          : update.coveredUntil;
+      return saveGatewayState(services, {
+        ...current,
+        coveredUntil,
+        ...(update.pushed ? { ...update.pushed, pushes: current.pushes + 1 } : {}),
+      });
+    },
+    { exhausted: () => current },
+  );
 }
 
 /** The gateway's dead letters: nothing to repair automatically (the next change or the

@@ -34,7 +34,7 @@ import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
 import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
-import { sweepExpiredRows } from "../sweep.js";
+import { purgeExpiredRows as sweepExpiredRows } from "../expired-rows.js";
 import { sweepOrphanKeys } from "./keys.js";
 import { keyRotationDue, rotateInstanceKey } from "../provisioning/key-rotation.js";
 
