@@ -9,8 +9,8 @@ import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 /** Neither route takes input: the org is the session's, the customer is the org's. */
 const noInput = z.strictObject({});
 
-export const checkoutResponseSchema = z.object({ url: z.string(), sessionId: z.string() });
-export const portalResponseSchema = z.object({ url: z.string() });
+const checkoutResponseSchema = z.object({ url: z.string(), sessionId: z.string() });
+const portalResponseSchema = z.object({ url: z.string() });
 
 export const definitions: FunctionDefinition[] = [
   defineHttp({

@@ -85,7 +85,7 @@ const clearedBindingCookie = () => bindingCookie("", 0);
 export const redirectUri = (services: Services) =>
   `${services.config.PUBLIC_BASE_URL}/api/auth/callback`;
 
-export const connectErrorUrl = (services: Services, code: ConnectErrorCode) =>
+const connectErrorUrl = (services: Services, code: ConnectErrorCode) =>
   `${services.config.PUBLIC_BASE_URL}/?connectError=${code}`;
 
 /**

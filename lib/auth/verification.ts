@@ -19,7 +19,7 @@ import { supabaseFor, type SupabaseMember } from "../supabase/client.js";
 import { bindUser, type Session, type SessionUser } from "./session.js";
 
 const CODE_TTL_MS = 10 * 60_000;
-export const MAX_ATTEMPTS = 5;
+const MAX_ATTEMPTS = 5;
 const RESEND_AFTER_MS = 60_000;
 const SENDS_PER_WINDOW = 5;
 const SEND_WINDOW_MS = 60 * 60_000;

@@ -16,18 +16,6 @@ import {
 } from "../installations.js";
 import type { Services } from "../services.js";
 
-export const SUBSCRIPTION_STATUSES = [
-  "active",
-  "trialing",
-  "past_due",
-  "canceled",
-  "unpaid",
-  "incomplete",
-  "incomplete_expired",
-  "paused",
-] as const;
-export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
-
 export interface BillingAccount {
   org: string;
   /** Org display name (owned by the connect work; read only here). */
@@ -76,7 +64,7 @@ const str = (v: unknown): string | undefined => (typeof v === "string" && v !== 
 const num = (v: unknown): number | undefined =>
   typeof v === "number" && Number.isFinite(v) ? v : undefined;
 /** Written instead of removing a date. */
-export const CLEARED = new Date(0);
+const CLEARED = new Date(0);
 
 const date = (v: unknown): Date | undefined =>
   v instanceof Date && !Number.isNaN(v.getTime()) && v.getTime() > 0 ? v : undefined;

@@ -32,7 +32,7 @@ async function requireAccount(services: Services, org: string): Promise<BillingA
 }
 
 /** The org's Stripe customer id, creating the customer the first time. */
-export async function ensureCustomer(services: Services, org: string): Promise<string> {
+async function ensureCustomer(services: Services, org: string): Promise<string> {
   // A lost race re-reads: the row may hold a customer by now.
   return retryOnConflict(
     async () => {

@@ -31,16 +31,7 @@ import {
 } from "./subscription.js";
 
 /** Stripe's own default: signatures older than this are refused (replays). */
-export const WEBHOOK_TOLERANCE_SECONDS = 300;
-
-export const HANDLED_EVENT_TYPES = [
-  "checkout.session.completed",
-  "customer.subscription.created",
-  "customer.subscription.updated",
-  "customer.subscription.deleted",
-  "invoice.paid",
-  "invoice.payment_failed",
-] as const;
+const WEBHOOK_TOLERANCE_SECONDS = 300;
 
 export interface WebhookOutcome {
   eventId: string;
@@ -66,7 +57,7 @@ export async function verifyWebhookRequest(
 }
 
 /** Verifies the `Stripe-Signature` of the raw body and returns the event. 400 otherwise. */
-export async function verifyWebhook(
+async function verifyWebhook(
   services: Services,
   payload: string,
   signature: string | null,

@@ -38,7 +38,7 @@ import { readGatewayState, readRevocations, saveGatewayState, type GatewayState 
 import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
 
-export const GATEWAY_SESSION = "gateway";
+const GATEWAY_SESSION = "gateway";
 /** Where the gateway VM's nginx reads its config, and the wildcard certificate. */
 /** Messages wait this long before delivery, so a burst of changes is pushed once. */
 export const GATEWAY_COALESCE_MS = 2_000;
@@ -50,13 +50,13 @@ export const MIN_PUSH_INTERVAL_MS = 10_000;
 /** Clock skew allowance between the writer of a change and the gateway consumer. */
 export const COVERAGE_MARGIN_MS = 500;
 /** Longest wait for one run command (the queue's lock is two minutes). */
-export const PUSH_TIMEOUT_MS = 90_000;
+const PUSH_TIMEOUT_MS = 90_000;
 const MAX_TRANSIENT_RETRIES = 8;
 
 /** States whose instance is reachable through the gateway (when it has a private IP). */
 export const ROUTABLE_STATES: readonly InstanceState[] = ["Configuring", "Verifying", "Running"];
 
-export const gatewayMessageSchema = z.object({
+const gatewayMessageSchema = z.object({
   requestedAt: z.iso.datetime(),
   reason: z.string().max(200).optional(),
   attempt: z.number().int().min(0).max(1000).optional(),
@@ -126,7 +126,7 @@ export function gatewaySigninScript(services: Services): { path: string; content
   return { path: `${signin.scriptDir}/${signinScriptFileName(content)}`, content };
 }
 
-export function renderForGateway(
+function renderForGateway(
   services: Services,
   routes: readonly GatewayRoute[],
   notBefore: ReadonlyMap<string, number> = new Map(),

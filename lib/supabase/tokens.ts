@@ -54,7 +54,7 @@ interface TokenState {
 const stateOf = (services: Services): TokenState =>
   services.memo("supabase-tokens", () => ({ held: new Map(), refreshing: new Map() }));
 
-export const installationRevoked = () =>
+const installationRevoked = () =>
   new AppError(
     401,
     "installation_revoked",
