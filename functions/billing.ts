@@ -14,7 +14,7 @@ const portalResponseSchema = z.object({ url: z.string() });
 
 export const definitions: FunctionDefinition[] = [
   defineHttp({
-    name: "billing-get",
+    name: "billingGet",
     route: "billing",
     methods: ["GET"],
     caller: "session",
@@ -27,7 +27,7 @@ export const definitions: FunctionDefinition[] = [
     },
   }),
   defineHttp({
-    name: "billing-checkout",
+    name: "billingCheckout",
     route: "billing/checkout",
     methods: ["POST"],
     caller: "verified",
@@ -47,7 +47,7 @@ export const definitions: FunctionDefinition[] = [
     },
   }),
   defineHttp({
-    name: "billing-portal",
+    name: "billingPortal",
     route: "billing/portal",
     methods: ["POST"],
     caller: "verified",

@@ -15,7 +15,7 @@ const webhookResponseSchema = z.object({
 
 export const definitions: FunctionDefinition[] = [
   defineHttp({
-    name: "stripe-webhook",
+    name: "stripeWebhook",
     route: "webhooks/stripe",
     methods: ["POST"],
     caller: "stripe",
