@@ -18,7 +18,7 @@ import type { Services } from "../services.js";
 import { retryOnConflict } from "../storage/tables.js";
 import { mergeBilling, readBilling, type BillingAccount } from "./account.js";
 import { supabaseFor } from "../supabase/client.js";
-import { countPlanSlots, isOpenSubscription } from "./rules.js";
+import { countLive, isLiveSubscription } from "./rules.js";
 import { callStripe, stripeFor, type StripeClient } from "./stripe.js";
 import { applySubscription, snapshotOf } from "./subscription.js";
 
@@ -113,7 +113,7 @@ export async function createCheckout(
   ctx?: InvocationContext,
 ): Promise<CheckoutResult> {
   const account = await requireAccount(services, org);
-  if (account.stripeSubscriptionId && isOpenSubscription(account.subscriptionStatus)) {
+  if (account.stripeSubscriptionId && isLiveSubscription(account.subscriptionStatus)) {
     throw alreadySubscribed(account.subscriptionStatus ?? "unknown");
   }
   const customer = await ensureCustomer(services, org);
@@ -128,12 +128,12 @@ export async function createCheckout(
   const existing = await callStripe("read the subscription", () =>
     stripe.subscriptions.list({ customer, status: "all" }),
   );
-  const live = existing.data.find((sub) => isOpenSubscription(sub.status));
+  const live = existing.data.find((sub) => isLiveSubscription(sub.status));
   if (live) {
     await applySubscription(services, org, snapshotOf(live, services.config.STRIPE_PRICE_ID));
     throw alreadySubscribed(live.status);
   }
-  const quantity = Math.max(1, countPlanSlots(await listInstances(services, org)).paid);
+  const quantity = Math.max(1, countLive(await listInstances(services, org)).paid);
   const base = services.config.PUBLIC_BASE_URL;
   const bucket = Math.floor(services.clock.now().getTime() / CHECKOUT_KEY_WINDOW_MS);
   const key = `checkout:${org}:${userId}:${quantity}:${bucket}`;

@@ -13,7 +13,7 @@ import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
 import { readBilling } from "./account.js";
 import {
-  holdsPlanSlot,
+  isLiveInstance,
   lapseReason,
   subscriptionPays,
   type BillingFacts,
@@ -53,14 +53,14 @@ function trialState(input: EntitlementInput): TrialState {
 
 export function decideEntitlement(input: EntitlementInput): EntitlementDecision {
   const { now, ref, billing } = input;
-  const others = input.instances.filter((i) => i.ref !== ref && holdsPlanSlot(i.state));
+  const others = input.instances.filter((i) => i.ref !== ref && isLiveInstance(i.state));
   const freeInUse = others.filter((i) => i.plan === "free").length;
   const freeAvailable = (billing.freeInstances ?? 0) > freeInUse;
   const pays = subscriptionPays(billing, now, input.graceHours);
   const trial = trialState(input);
 
   // A live instance keeps its plan while that plan still holds.
-  const existing = input.instances.find((i) => i.ref === ref && holdsPlanSlot(i.state));
+  const existing = input.instances.find((i) => i.ref === ref && isLiveInstance(i.state));
   if (existing) {
     if (existing.plan === "free" && freeAvailable) return { allowed: true, plan: "free" };
     if (existing.plan === "paid" && pays) return { allowed: true, plan: "paid" };

@@ -6,7 +6,7 @@
 import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { listBillingByStatus } from "./account.js";
-import { holdsPlanSlot, lapseReason, type LapseReason } from "./rules.js";
+import { isLiveInstance, lapseReason, type LapseReason } from "./rules.js";
 
 export interface LapsedOrg {
   org: string;
@@ -34,7 +34,7 @@ export async function findLapsedOrgs(services: Services, now: Date): Promise<Lap
     const reason = lapseReason(account, now, graceHours);
     if (!reason || !account.subscriptionStatus) continue;
     const paidRefs = (await listInstances(services, account.org))
-      .filter((i) => i.plan === "paid" && holdsPlanSlot(i.state))
+      .filter((i) => i.plan === "paid" && isLiveInstance(i.state))
       .map((i) => i.ref)
       .sort();
     if (paidRefs.length === 0) continue;

@@ -5,12 +5,12 @@
 import type { Plan } from "../instances/store.js";
 
 /** An instance that occupies a plan slot: anything but Deleted, Failed or on its way out. */
-export function holdsPlanSlot(state: string): boolean {
+export function isLiveInstance(state: string): boolean {
   return state !== "Deleted" && state !== "Failed" && state !== "Deleting";
 }
 
-/** An open subscription: it still exists (Stripe may still charge it), not canceled or expired. */
-export function isOpenSubscription(status: string | undefined): boolean {
+/** Statuses of a subscription that still exists (Stripe may still charge it). */
+export function isLiveSubscription(status: string | undefined): boolean {
   return status !== undefined && status !== "canceled" && status !== "incomplete_expired";
 }
 
@@ -70,9 +70,9 @@ export interface InstanceFacts {
   state: string;
 }
 
-/** Instances holding a plan slot, by plan. */
-export function countPlanSlots(instances: readonly InstanceFacts[]): Record<Plan, number> {
+/** Live instances by plan. */
+export function countLive(instances: readonly InstanceFacts[]): Record<Plan, number> {
   const counts: Record<Plan, number> = { paid: 0, trial: 0, free: 0 };
-  for (const i of instances) if (holdsPlanSlot(i.state)) counts[i.plan] += 1;
+  for (const i of instances) if (isLiveInstance(i.state)) counts[i.plan] += 1;
   return counts;
 }

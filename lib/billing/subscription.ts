@@ -15,7 +15,7 @@ import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { isConflict, retryOnConflict } from "../storage/tables.js";
 import { mergeBilling, readBilling, type BillingAccount, type BillingPatch } from "./account.js";
-import { countPlanSlots, isOpenSubscription } from "./rules.js";
+import { countLive, isLiveSubscription } from "./rules.js";
 import { stripeCode, stripeFor, type StripeClient } from "./stripe.js";
 
 /** What billing keeps of a subscription read from Stripe. */
@@ -91,8 +91,8 @@ export function prefersIncoming(
   incoming: Pick<SubscriptionSnapshot, "id" | "status" | "created">,
 ): boolean {
   if (stored.id === incoming.id) return true;
-  const liveStored = isOpenSubscription(stored.status);
-  const liveIncoming = isOpenSubscription(incoming.status);
+  const liveStored = isLiveSubscription(stored.status);
+  const liveIncoming = isLiveSubscription(incoming.status);
   if (liveStored !== liveIncoming) return liveIncoming;
   return (
     incoming.created > stored.created ||
@@ -205,7 +205,7 @@ export interface SyncResult {
 }
 
 async function livePaid(services: Services, org: string): Promise<number> {
-  return countPlanSlots(await listInstances(services, org)).paid;
+  return countLive(await listInstances(services, org)).paid;
 }
 
 /**
@@ -230,7 +230,7 @@ export async function syncSubscriptionQuantity(
       return { quantity: target, changed, skipped: "no_subscription" };
     const stripe = await stripeFor(services);
     const sub = await readSubscription(services, stripe, account.stripeSubscriptionId);
-    if (!sub || !isOpenSubscription(sub.status) || !sub.itemId) {
+    if (!sub || !isLiveSubscription(sub.status) || !sub.itemId) {
       return { quantity: target, changed, skipped: "subscription_ended" };
     }
     if (sub.quantity === target) {

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { readBilling } from "./account.js";
-import { countPlanSlots, graceEndsAt, isOpenSubscription } from "./rules.js";
+import { countLive, graceEndsAt, isLiveSubscription } from "./rules.js";
 import { stripeCode, stripeFor } from "./stripe.js";
 
 export const billingSummarySchema = z.object({
@@ -63,9 +63,9 @@ export async function getBillingSummary(
     readBilling(services, org),
     listInstances(services, org),
   ]);
-  const counts = countPlanSlots(instances);
+  const counts = countLive(instances);
   const status = account?.subscriptionStatus;
-  const subscribed = Boolean(account?.stripeSubscriptionId) && isOpenSubscription(status);
+  const subscribed = Boolean(account?.stripeSubscriptionId) && isLiveSubscription(status);
   const grace = account ? graceEndsAt(account, services.config.BILLING_GRACE_HOURS) : undefined;
   return {
     plan: subscribed ? "subscribed" : "none",

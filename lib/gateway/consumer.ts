@@ -39,7 +39,6 @@ import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
 
 const GATEWAY_SESSION = "gateway";
-/** Where the gateway VM's nginx reads its config, and the wildcard certificate. */
 /** Messages wait this long before delivery, so a burst of changes is pushed once. */
 export const GATEWAY_COALESCE_MS = 2_000;
 /**
@@ -56,7 +55,7 @@ const MAX_TRANSIENT_RETRIES = 8;
 /** States whose instance is reachable through the gateway (when it has a private IP). */
 export const ROUTABLE_STATES: readonly InstanceState[] = ["Configuring", "Verifying", "Running"];
 
-const gatewayMessageSchema = z.object({
+export const gatewayMessageSchema = z.object({
   requestedAt: z.iso.datetime(),
   reason: z.string().max(200).optional(),
   attempt: z.number().int().min(0).max(1000).optional(),

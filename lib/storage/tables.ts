@@ -116,31 +116,6 @@ export async function getEntity<T extends object>(
   }
 }
 
-/**
- * Deletes rows whose `expiresAt` is before `cutoff`, at most `max` (a large backlog drains over
- * a few runs). Returns how many were deleted.
- */
-export async function deleteExpiredRows(
-  table: TableClient,
-  cutoff: Date,
-  max: number,
-): Promise<number> {
-  let count = 0;
-  const rows = table.listEntities<{ expiresAt: Date }>({
-    queryOptions: { filter: odata`expiresAt lt ${cutoff}`, select: ["PartitionKey", "RowKey"] },
-  });
-  for await (const row of rows) {
-    if (row.partitionKey === undefined || row.rowKey === undefined) continue;
-    try {
-      await table.deleteEntity(row.partitionKey, row.rowKey);
-    } catch (err) {
-      if (statusOf(err) !== 404) throw err;
-    }
-    if (++count >= max) break;
-  }
-  return count;
-}
-
 /** True when an etag-conditional write lost a race (412) or a create found the row (409). */
 export const isConflict = (err: unknown): boolean => {
   const s = statusOf(err);
@@ -191,3 +166,28 @@ export const lostRace = (): Error =>
 
 const rowKeptChanging = () =>
   new AppError(503, "unavailable", "The record kept changing while it was being saved; try again.");
+
+/**
+ * Deletes rows whose `expiresAt` is before `cutoff`, at most `max` (a large backlog drains over
+ * a few runs). Returns how many were deleted.
+ */
+export async function deleteExpiredRows(
+  table: TableClient,
+  cutoff: Date,
+  max: number,
+): Promise<number> {
+  let count = 0;
+  const rows = table.listEntities<{ expiresAt: Date }>({
+    queryOptions: { filter: odata`expiresAt lt ${cutoff}`, select: ["PartitionKey", "RowKey"] },
+  });
+  for await (const row of rows) {
+    if (row.partitionKey === undefined || row.rowKey === undefined) continue;
+    try {
+      await table.deleteEntity(row.partitionKey, row.rowKey);
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+    if (++count >= max) break;
+  }
+  return count;
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import {
-  countPlanSlots,
+  countLive,
   graceEndsAt,
   lapseReason,
   subscriptionPays,
@@ -39,7 +39,7 @@ describe("billing rules", () => {
 
   it("when instances are counted, then only live ones count, by plan", () => {
     expect(
-      countPlanSlots([
+      countLive([
         { ref: "a", plan: "paid", state: "Running" },
         { ref: "b", plan: "paid", state: "Requested" },
         { ref: "c", plan: "paid", state: "Deleting" },
