@@ -17,7 +17,7 @@ export interface Clock {
   now(): Date;
 }
 
-const systemClock: Clock = { now: () => new Date() };
+export const systemClock: Clock = { now: () => new Date() };
 
 /**
  * The ports to the outside that differ between Azure and the local platform. `createServices`
