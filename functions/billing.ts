@@ -9,12 +9,12 @@ import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 /** Neither route takes input: the org is the session's, the customer is the org's. */
 const noInput = z.strictObject({});
 
-export const checkoutResponseSchema = z.object({ url: z.string(), sessionId: z.string() });
-export const portalResponseSchema = z.object({ url: z.string() });
+const checkoutResponseSchema = z.object({ url: z.string(), sessionId: z.string() });
+const portalResponseSchema = z.object({ url: z.string() });
 
 export const definitions: FunctionDefinition[] = [
   defineHttp({
-    name: "billing-get",
+    name: "billingGet",
     route: "billing",
     methods: ["GET"],
     caller: "session",
@@ -27,7 +27,7 @@ export const definitions: FunctionDefinition[] = [
     },
   }),
   defineHttp({
-    name: "billing-checkout",
+    name: "billingCheckout",
     route: "billing/checkout",
     methods: ["POST"],
     caller: "verified",
@@ -47,7 +47,7 @@ export const definitions: FunctionDefinition[] = [
     },
   }),
   defineHttp({
-    name: "billing-portal",
+    name: "billingPortal",
     route: "billing/portal",
     methods: ["POST"],
     caller: "verified",

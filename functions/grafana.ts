@@ -19,7 +19,7 @@ import { forbidden } from "../lib/errors.js";
 const params = z.object({ ref: projectRefSchema });
 const route = "projects/{ref}/grafana";
 
-export const grafanaSessionResponseSchema = z.object({
+const grafanaSessionResponseSchema = z.object({
   url: z
     .url()
     .describe(

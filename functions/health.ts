@@ -9,7 +9,7 @@ const dependency = z.object({
   latencyMs: z.number(),
   error: z.string().optional(),
 });
-export const healthSchema = z.object({
+const healthSchema = z.object({
   status: z.enum(["ok", "degraded"]),
   checks: z.object({ storage: dependency, serviceBus: dependency }),
 });

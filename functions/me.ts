@@ -19,11 +19,11 @@ const userSchema = z.object({
   email: z.string().nullable().describe("masked, e.g. j***@example.com"),
   role: z.string(),
 });
-export const meSchema = z.object({
+const meSchema = z.object({
   org: z.object({ slug: z.string(), name: z.string() }),
   user: userSchema.nullable(),
 });
-export const memberSchema = z.object({
+const memberSchema = z.object({
   userId: z.string(),
   name: z.string(),
   role: z.string(),

@@ -6,7 +6,7 @@ import { ok } from "../lib/http.js";
 import { instanceViewSchema } from "../lib/instances/view.js";
 import { listOrgProjects } from "../lib/projects.js";
 
-export const projectListSchema = z.object({
+const projectListSchema = z.object({
   projects: z.array(
     z.object({
       ref: z.string(),

@@ -12,7 +12,7 @@ import type { Services } from "../lib/services.js";
 const { app } = azureFunctions;
 
 /** The Service Bus connection setting every queue trigger binds to. */
-export const SERVICE_BUS_CONNECTION = "ServiceBusConnection";
+const SERVICE_BUS_CONNECTION = "ServiceBusConnection";
 
 export function registerDefinitions(
   definitions: readonly FunctionDefinition[],

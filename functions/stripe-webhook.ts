@@ -8,14 +8,14 @@ import { logEvent } from "../lib/telemetry.js";
 /** For the API description only: the body is read raw, verified, then parsed by the SDK. */
 const eventDoc = z.looseObject({ id: z.string(), type: z.string() });
 
-export const webhookResponseSchema = z.object({
+const webhookResponseSchema = z.object({
   received: z.literal(true),
   status: z.enum(["processed", "duplicate", "ignored"]),
 });
 
 export const definitions: FunctionDefinition[] = [
   defineHttp({
-    name: "stripe-webhook",
+    name: "stripeWebhook",
     route: "webhooks/stripe",
     methods: ["POST"],
     caller: "stripe",

@@ -40,7 +40,7 @@ export const redirect = (
   headers: { ...BASE_HEADERS, location, ...headers },
 });
 
-export function errorResponse(
+function errorResponse(
   status: number,
   code: string,
   message: string,
@@ -85,7 +85,7 @@ function describeCause(err: unknown): string | undefined {
 }
 
 /** Turns zod issues into one readable message and a details list. */
-export function validationError(where: string, error: z.ZodError): AppError {
+function validationError(where: string, error: z.ZodError): AppError {
   const issues = error.issues.map((i) => ({
     path: i.path.map(String).join(".") || where,
     message: i.message,

@@ -10,7 +10,7 @@ import { z } from "zod";
 
 import { decryptSecret, encryptSecret } from "./secrets.js";
 import type { Services } from "./services.js";
-import { getEntity, isConflict, safeKey } from "./storage/tables.js";
+import { getEntity, retryOnConflict, safeKey } from "./storage/tables.js";
 
 export type InstallationStatus = "active" | "revoked";
 
@@ -140,19 +140,50 @@ export async function readInstallationTokens(
  * Merges `fields` into the row if it still has `etag`; returns the new etag. A lost race throws
  * an error for which `isConflict` is true.
  */
-export async function mergeInstallation(
+export function mergeInstallation(
   services: Services,
   org: string,
   etag: string,
   fields: Partial<Omit<InstallationEntity, "tokenSecret">> & { tokenSecret?: string },
 ): Promise<string> {
+  return mergeInstallationFields(services, org, fields, etag);
+}
+
+/**
+ * Merges another module's fields (billing's) into the row: with `etag` only if the row is
+ * unchanged (412 otherwise). Fails with 404 when the row does not exist. Returns the new etag.
+ */
+export async function mergeInstallationFields(
+  services: Services,
+  org: string,
+  fields: Record<string, unknown>,
+  etag?: string,
+): Promise<string> {
   const res = await table(services).updateEntity(
-    { partitionKey: safeKey(org), rowKey: "", ...fields },
+    { ...fields, partitionKey: safeKey(org), rowKey: "" },
     "Merge",
-    { etag },
+    etag ? { etag } : undefined,
   );
   if (!res.etag) throw new Error("table storage returned no etag");
   return res.etag;
+}
+
+/** The raw row, for modules that keep their own fields in it (billing). */
+export function readInstallationRow<T extends object>(
+  services: Services,
+  org: string,
+): Promise<(T & { etag: string }) | undefined> {
+  return getEntity<T>(table(services), safeKey(org), "");
+}
+
+/** Raw rows matching an OData filter, for modules that keep their own fields in them. */
+export function queryInstallationRows<T extends object>(
+  services: Services,
+  filter: string,
+): AsyncIterable<T & { partitionKey: string; etag: string }> {
+  return table(services).listEntities<T & { partitionKey: string }>({
+    queryOptions: { filter },
+  }) as AsyncIterable<T & { partitionKey: string; etag: string }>;
 }
 
 /**
@@ -166,10 +197,10 @@ export async function upsertInstallation(
 ): Promise<Installation> {
   const org = safeKey(input.org);
   const tokenSecret = await encryptTokens(services, org, input.tokens);
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const now = services.clock.now();
-    const current = await getEntity<InstallationEntity>(table(services), org, "");
-    try {
+  return retryOnConflict(
+    async () => {
+      const now = services.clock.now();
+      const current = await getEntity<InstallationEntity>(table(services), org, "");
       if (!current) {
         const entity = {
           partitionKey: org,
@@ -195,9 +226,10 @@ export async function upsertInstallation(
       };
       const etag = await mergeInstallation(services, org, current.etag, fields);
       return toInstallation(org, { ...current, ...fields, etag });
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-    }
-  }
-  throw new Error(`could not record the installation of ${org}: too much contention`);
+    },
+    {
+      exhausted: () =>
+        new Error(`could not record the installation of ${org}: too much contention`),
+    },
+  );
 }

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { AppError } from "./errors.js";
 import type { Services } from "./services.js";
-import { getEntity, isConflict } from "./storage/tables.js";
+import { deleteExpiredRows, getEntity, retryOnConflict } from "./storage/tables.js";
 
 export interface RateLimitRule {
   /** What is limited, e.g. "verification". */
@@ -47,10 +47,10 @@ async function take(
 ): Promise<boolean> {
   const table = services.tables.client("rateLimits");
   const rowKey = String(windowStart);
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const current = await getEntity<CounterEntity>(table, key, rowKey);
-    if (current && current.count >= limit) return false;
-    try {
+  return retryOnConflict(
+    async () => {
+      const current = await getEntity<CounterEntity>(table, key, rowKey);
+      if (current && current.count >= limit) return false;
       if (!current) {
         await table.createEntity<CounterEntity>({
           partitionKey: key,
@@ -64,15 +64,20 @@ async function take(
         });
       }
       return true;
-    } catch (err) {
-      if (!isConflict(err)) throw err;
+    },
+    {
+      rounds: MAX_ATTEMPTS,
       // Lost a race with another request: read again after a short, jittered pause.
-      await sleep(2 + Math.random() * 20);
-    }
-  }
-  // Sustained contention on one counter past this many rounds is itself a sign of abuse.
-  return false;
+      pause: () => sleep(2 + Math.random() * 20),
+      // Sustained contention on one counter past this many rounds is itself a sign of abuse.
+      exhausted: () => false,
+    },
+  );
 }
+
+/** Deletes counters of windows that ended before `cutoff` (at most `max`); returns how many. */
+export const purgeExpiredWindows = (services: Services, cutoff: Date, max: number) =>
+  deleteExpiredRows(services.tables.client("rateLimits"), cutoff, max);
 
 /** Counts one request against every key; throws 429 when any key is over its limit. */
 export async function enforceRateLimit(

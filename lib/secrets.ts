@@ -36,9 +36,3 @@ export async function decryptSecret(keys: Keys, jwe: string, context: string): P
   });
   return decoder.decode(plaintext);
 }
-
-/** The kid a stored secret was encrypted with (to re-encrypt after a rotation). */
-export function secretKid(jwe: string): string | undefined {
-  const kid = decodeProtectedHeader(jwe).kid;
-  return typeof kid === "string" ? kid : undefined;
-}

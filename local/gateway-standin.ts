@@ -13,8 +13,8 @@ import { createServer, request, type IncomingMessage, type ServerResponse } from
 import type { AddressInfo } from "node:net";
 
 import { DENIED_PATH, EXCHANGE_PATH, GATEWAY_SESSION_COOKIE } from "../lib/gateway/signin-njs.js";
+import { readRevocations } from "../lib/gateway/state.js";
 import { ROUTABLE_STATES } from "../lib/instances/lifecycle.js";
-import { readRevocations } from "../lib/grafana-signin/revocation.js";
 import { listAllInstances } from "../lib/instances/store.js";
 import {
   SESSION_TTL_SECONDS,

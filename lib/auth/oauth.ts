@@ -18,7 +18,7 @@ import { AppError, statusOf } from "../errors.js";
 import { upsertInstallation } from "../installations.js";
 import { decryptSecret, encryptSecret } from "../secrets.js";
 import type { Services } from "../services.js";
-import { getEntity } from "../storage/tables.js";
+import { deleteExpiredRows, getEntity } from "../storage/tables.js";
 import { forgetOrganization, grantedOrganizations } from "../supabase/client.js";
 import { requestTokens, TokenGrantRefused } from "../supabase/token-endpoint.js";
 import { appCookie, endSession, readCookie, readSession, startSession } from "./session.js";
@@ -85,7 +85,7 @@ const clearedBindingCookie = () => bindingCookie("", 0);
 export const redirectUri = (services: Services) =>
   `${services.config.PUBLIC_BASE_URL}/api/auth/callback`;
 
-export const connectErrorUrl = (services: Services, code: ConnectErrorCode) =>
+const connectErrorUrl = (services: Services, code: ConnectErrorCode) =>
   `${services.config.PUBLIC_BASE_URL}/?connectError=${code}`;
 
 /**
@@ -252,3 +252,7 @@ export async function completeLogin(
     cookies: [clearedBindingCookie(), cookie],
   };
 }
+
+/** Deletes OAuth states that expired before `cutoff` (at most `max`); returns how many. */
+export const purgeExpiredStates = (services: Services, cutoff: Date, max: number) =>
+  deleteExpiredRows(services.tables.client("oauthStates"), cutoff, max);

@@ -10,7 +10,7 @@ import { SignJWT, jwtVerify } from "jose";
 
 import { AppError, statusOf } from "../errors.js";
 import type { Services } from "../services.js";
-import { getEntity } from "../storage/tables.js";
+import { deleteExpiredRows, getEntity } from "../storage/tables.js";
 
 export const SESSION_COOKIE = "__Host-supafana_session";
 const IDLE_MS = 7 * 24 * 3600_000;
@@ -223,6 +223,10 @@ export async function bindUser(
     throw err;
   }
 }
+
+/** Deletes sessions that ended before `cutoff` (at most `max`); returns how many. */
+export const purgeExpiredSessions = (services: Services, cutoff: Date, max: number) =>
+  deleteExpiredRows(services.tables.client("sessions"), cutoff, max);
 
 export async function endSession(services: Services, sessionId: string): Promise<void> {
   await services.tables

@@ -14,12 +14,12 @@ import { createHash, createHmac, hkdfSync, randomInt, timingSafeEqual } from "no
 import { AppError, notFound, tooManyRequests, toError } from "../errors.js";
 import { sendMail } from "../mail.js";
 import type { Services } from "../services.js";
-import { getEntity, isConflict, safeKey } from "../storage/tables.js";
+import { getEntity, retryOnConflict, safeKey } from "../storage/tables.js";
 import { supabaseFor, type SupabaseMember } from "../supabase/client.js";
 import { bindUser, type Session, type SessionUser } from "./session.js";
 
 const CODE_TTL_MS = 10 * 60_000;
-export const MAX_ATTEMPTS = 5;
+const MAX_ATTEMPTS = 5;
 const RESEND_AFTER_MS = 60_000;
 const SENDS_PER_WINDOW = 5;
 const SEND_WINDOW_MS = 60 * 60_000;
@@ -106,92 +106,90 @@ export async function sendVerificationCode(
   }
   const rk = safeKey(userId);
 
-  for (let attempt = 0; ; attempt++) {
-    const row = await getEntity<VerificationEntity>(table(services), org, rk);
-    const now = services.clock.now();
-    let windowStartedAt = now;
-    let sendCount = 0;
-    if (row) {
-      const wait = row.lastSentAt.getTime() + RESEND_AFTER_MS - now.getTime();
-      if (wait > 0)
-        throw tooManyRequests(
-          "A code was sent a moment ago; wait before asking again.",
-          wait / 1000,
-        );
-      if (now.getTime() - row.windowStartedAt.getTime() < SEND_WINDOW_MS) {
-        windowStartedAt = row.windowStartedAt;
-        sendCount = row.sendCount;
+  // Another send that wins the race makes the re-read throttle.
+  const { row, entity, etag, code, now } = await retryOnConflict(
+    async () => {
+      const row = await getEntity<VerificationEntity>(table(services), org, rk);
+      const now = services.clock.now();
+      let windowStartedAt = now;
+      let sendCount = 0;
+      if (row) {
+        const wait = row.lastSentAt.getTime() + RESEND_AFTER_MS - now.getTime();
+        if (wait > 0)
+          throw tooManyRequests(
+            "A code was sent a moment ago; wait before asking again.",
+            wait / 1000,
+          );
+        if (now.getTime() - row.windowStartedAt.getTime() < SEND_WINDOW_MS) {
+          windowStartedAt = row.windowStartedAt;
+          sendCount = row.sendCount;
+        }
+        if (sendCount >= SENDS_PER_WINDOW) {
+          const retry = windowStartedAt.getTime() + SEND_WINDOW_MS - now.getTime();
+          throw tooManyRequests(
+            "Too many codes were sent for this member; try again later.",
+            retry / 1000,
+          );
+        }
       }
-      if (sendCount >= SENDS_PER_WINDOW) {
-        const retry = windowStartedAt.getTime() + SEND_WINDOW_MS - now.getTime();
-        throw tooManyRequests(
-          "Too many codes were sent for this member; try again later.",
-          retry / 1000,
-        );
-      }
-    }
-    const code = String(randomInt(0, 1_000_000)).padStart(6, "0");
-    const entity = {
-      partitionKey: org,
-      rowKey: rk,
-      codeHash: codeHash(services, org, userId, code).toString("hex"),
-      expiresAt: new Date(now.getTime() + CODE_TTL_MS),
-      attempts: 0,
-      sendCount: sendCount + 1,
-      lastSentAt: now,
-      windowStartedAt,
-    };
-    let etag: string | undefined;
-    try {
-      etag = row
+      const code = String(randomInt(0, 1_000_000)).padStart(6, "0");
+      const entity = {
+        partitionKey: org,
+        rowKey: rk,
+        codeHash: codeHash(services, org, userId, code).toString("hex"),
+        expiresAt: new Date(now.getTime() + CODE_TTL_MS),
+        attempts: 0,
+        sendCount: sendCount + 1,
+        lastSentAt: now,
+        windowStartedAt,
+      };
+      const etag = row
         ? (await table(services).updateEntity(entity, "Replace", { etag: row.etag })).etag
         : (await table(services).createEntity(entity)).etag;
-    } catch (err) {
-      // Another send won the race: re-read, which now throttles.
-      if (!isConflict(err)) throw err;
-      if (attempt < 3) continue;
-      throw tooManyRequests(
-        "A code is being sent right now; wait a moment.",
-        RESEND_AFTER_MS / 1000,
-      );
-    }
+      return { row, entity, etag, code, now };
+    },
+    {
+      rounds: 4,
+      exhausted: () =>
+        tooManyRequests("A code is being sent right now; wait a moment.", RESEND_AFTER_MS / 1000),
+    },
+  );
 
-    try {
-      const idempotencyKey = `verification-${createHash("sha256").update(`${org}|${userId}|${now.toISOString()}`).digest("hex").slice(0, 40)}`;
-      await sendMail(
-        services,
-        "verificationCode",
-        member.email,
-        { verificationCode: code },
-        idempotencyKey,
-      );
-    } catch (err) {
-      // Nothing was sent: let the member ask again at once (the send still counts for the hour).
-      await table(services)
-        .updateEntity(
-          { partitionKey: org, rowKey: rk, codeHash: "", lastSentAt: row?.lastSentAt ?? NEVER },
-          "Merge",
-          {
-            ...(etag ? { etag } : {}),
-          },
-        )
-        .catch(() => undefined);
-      throw new AppError(
-        502,
-        "upstream_error",
-        "The code could not be e-mailed; try again shortly.",
-        undefined,
+  try {
+    const idempotencyKey = `verification-${createHash("sha256").update(`${org}|${userId}|${now.toISOString()}`).digest("hex").slice(0, 40)}`;
+    await sendMail(
+      services,
+      "verificationCode",
+      member.email,
+      { verificationCode: code },
+      idempotencyKey,
+    );
+  } catch (err) {
+    // Nothing was sent: let the member ask again at once (the send still counts for the hour).
+    await table(services)
+      .updateEntity(
+        { partitionKey: org, rowKey: rk, codeHash: "", lastSentAt: row?.lastSentAt ?? NEVER },
+        "Merge",
         {
-          cause: toError(err),
+          ...(etag ? { etag } : {}),
         },
-      );
-    }
-    return {
-      sentTo: maskEmail(member.email),
-      expiresAt: entity.expiresAt.toISOString(),
-      resendAfterSeconds: RESEND_AFTER_MS / 1000,
-    };
+      )
+      .catch(() => undefined);
+    throw new AppError(
+      502,
+      "upstream_error",
+      "The code could not be e-mailed; try again shortly.",
+      undefined,
+      {
+        cause: toError(err),
+      },
+    );
   }
+  return {
+    sentTo: maskEmail(member.email),
+    expiresAt: entity.expiresAt.toISOString(),
+    resendAfterSeconds: RESEND_AFTER_MS / 1000,
+  };
 }
 
 /**
@@ -206,7 +204,7 @@ export async function confirmVerificationCode(
 ): Promise<SessionUser> {
   const org = session.org;
   const rk = safeKey(userId);
-  for (;;) {
+  const { right, attempts } = await retryOnConflict(async () => {
     const row = await getEntity<VerificationEntity>(table(services), org, rk);
     if (!row?.codeHash) {
       throw new AppError(400, "no_code", "No code is pending for this member; ask for one first.");
@@ -223,30 +221,26 @@ export async function confirmVerificationCode(
     const expected = Buffer.from(row.codeHash, "hex");
     const given = codeHash(services, org, userId, code);
     const right = expected.length === given.length && timingSafeEqual(given, expected);
-    try {
-      // Count the try (and, when right, spend the code) only if nobody else touched the row.
-      await table(services).updateEntity(
-        { partitionKey: org, rowKey: rk, attempts, ...(right ? { codeHash: "" } : {}) },
-        "Merge",
-        { etag: row.etag },
-      );
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-    if (!right) {
-      throw new AppError(400, "invalid_code", "That code is not right.", {
-        attemptsLeft: Math.max(0, MAX_ATTEMPTS - attempts),
-      });
-    }
-    const member = await findMember(services, org, userId);
-    const user: SessionUser = {
-      id: member.userId,
-      name: member.name,
-      role: member.role,
-      emailMasked: member.email ? maskEmail(member.email) : null,
-    };
-    await bindUser(services, session.id, user);
-    return user;
+    // Count the try (and, when right, spend the code) only if nobody else touched the row.
+    await table(services).updateEntity(
+      { partitionKey: org, rowKey: rk, attempts, ...(right ? { codeHash: "" } : {}) },
+      "Merge",
+      { etag: row.etag },
+    );
+    return { right, attempts };
+  });
+  if (!right) {
+    throw new AppError(400, "invalid_code", "That code is not right.", {
+      attemptsLeft: Math.max(0, MAX_ATTEMPTS - attempts),
+    });
   }
+  const member = await findMember(services, org, userId);
+  const user: SessionUser = {
+    id: member.userId,
+    name: member.name,
+    role: member.role,
+    emailMasked: member.email ? maskEmail(member.email) : null,
+  };
+  await bindUser(services, session.id, user);
+  return user;
 }

@@ -13,11 +13,11 @@ import type { Services } from "../services.js";
 import { ARM_REQUEST_TIMEOUT_MS, armClients } from "./clients.js";
 import { ArmRequestError, armStatus, parseRetryAfter } from "./errors.js";
 
-export const REF_TAG = "supafana-ref";
-export const ORG_TAG = "supafana-org";
-export const OPERATION_TAG = "supafana-operation";
+const REF_TAG = "supafana-ref";
+const ORG_TAG = "supafana-org";
+const OPERATION_TAG = "supafana-operation";
 /** DNS record-set metadata key that marks our records (metadata keys are alphanumeric). */
-export const DNS_REF_METADATA = "supafanaRef";
+const DNS_REF_METADATA = "supafanaRef";
 
 const DEPLOYMENT_API_VERSION = "2024-03-01";
 /** Used to delete tagged resources of types the SDKs have no typed client for here. */
@@ -392,10 +392,7 @@ export interface DnsRecord {
 const DNS_TTL_SECONDS = 300;
 
 /** The A record `<name>` in the zone, or undefined. */
-export async function getDnsRecord(
-  services: Services,
-  name: string,
-): Promise<DnsRecord | undefined> {
+async function getDnsRecord(services: Services, name: string): Promise<DnsRecord | undefined> {
   const { dns } = await armClients(services);
   const c = services.config;
   try {

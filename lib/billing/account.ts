@@ -2,27 +2,19 @@
  * The billing fields of an org's installation row (`installations`, PK = org slug, RK = "").
  *
  * The row is shared with the connect work, which owns the org name, tokens and status. Billing
- * owns only the fields below and writes them with Merge (never Replace), etag-conditional when
- * the write decides something. Table storage cannot remove a property with Merge (a null is
- * ignored), so a cleared date is written as the epoch (`CLEARED`, as the connect work does for
- * its own dates) and read back as undefined.
+ * owns only the fields below and writes them through the table's module (`lib/installations.ts`)
+ * with Merge (never Replace), etag-conditional when the write decides something. Table storage
+ * cannot remove a property with Merge (a null is ignored), so a cleared date is written as the
+ * epoch (`CLEARED`, as the connect work does for its own dates) and read back as undefined.
  */
 import { odata } from "@azure/data-tables";
 
+import {
+  mergeInstallationFields,
+  queryInstallationRows,
+  readInstallationRow,
+} from "../installations.js";
 import type { Services } from "../services.js";
-import { getEntity } from "../storage/tables.js";
-
-export const SUBSCRIPTION_STATUSES = [
-  "active",
-  "trialing",
-  "past_due",
-  "canceled",
-  "unpaid",
-  "incomplete",
-  "incomplete_expired",
-  "paused",
-] as const;
-export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 
 export interface BillingAccount {
   org: string;
@@ -72,7 +64,7 @@ const str = (v: unknown): string | undefined => (typeof v === "string" && v !== 
 const num = (v: unknown): number | undefined =>
   typeof v === "number" && Number.isFinite(v) ? v : undefined;
 /** Written instead of removing a date. */
-export const CLEARED = new Date(0);
+const CLEARED = new Date(0);
 
 const date = (v: unknown): Date | undefined =>
   v instanceof Date && !Number.isNaN(v.getTime()) && v.getTime() > 0 ? v : undefined;
@@ -99,7 +91,7 @@ export async function readBilling(
   services: Services,
   org: string,
 ): Promise<BillingAccount | undefined> {
-  const e = await getEntity<InstallationEntity>(services.tables.client("installations"), org, "");
+  const e = await readInstallationRow<InstallationEntity>(services, org);
   return e ? fromEntity(org, e) : undefined;
 }
 
@@ -119,16 +111,12 @@ export async function mergeBilling(
     if (v === undefined) continue;
     fields[k] = v === null ? CLEARED : v;
   }
-  const entity = {
-    ...fields,
-    partitionKey: org,
-    rowKey: "",
-    billingUpdatedAt: services.clock.now(),
-  };
-  const res = await services.tables
-    .client("installations")
-    .updateEntity(entity, "Merge", etag ? { etag } : undefined);
-  return res.etag ?? "";
+  return mergeInstallationFields(
+    services,
+    org,
+    { ...fields, billingUpdatedAt: services.clock.now() },
+    etag,
+  );
 }
 
 /** Operator action: how many instances the org may run for free (0 removes the grant). */
@@ -148,10 +136,8 @@ export async function findOrgByCustomer(
   services: Services,
   customerId: string,
 ): Promise<string | undefined> {
-  const iter = services.tables.client("installations").listEntities<{ partitionKey: string }>({
-    queryOptions: { filter: odata`stripeCustomerId eq ${customerId}` },
-  });
-  for await (const e of iter) return e.partitionKey;
+  const rows = queryInstallationRows(services, odata`stripeCustomerId eq ${customerId}`);
+  for await (const e of rows) return e.partitionKey;
   return undefined;
 }
 
@@ -163,9 +149,7 @@ export async function listBillingByStatus(
   if (statuses.length === 0) return [];
   const filter = statuses.map((s) => odata`subscriptionStatus eq ${s}`).join(" or ");
   const out: BillingAccount[] = [];
-  const iter = services.tables
-    .client("installations")
-    .listEntities<InstallationEntity & { partitionKey: string }>({ queryOptions: { filter } });
-  for await (const e of iter) out.push(fromEntity(e.partitionKey, e));
+  const rows = queryInstallationRows<InstallationEntity>(services, filter);
+  for await (const e of rows) out.push(fromEntity(e.partitionKey, e));
   return out;
 }

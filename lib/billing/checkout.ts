@@ -15,7 +15,7 @@ import type { InvocationContext } from "@azure/functions";
 import { AppError, notFound } from "../errors.js";
 import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
+import { retryOnConflict } from "../storage/tables.js";
 import { mergeBilling, readBilling, type BillingAccount } from "./account.js";
 import { supabaseFor } from "../supabase/client.js";
 import { countLive, isLiveSubscription } from "./rules.js";
@@ -32,28 +32,29 @@ async function requireAccount(services: Services, org: string): Promise<BillingA
 }
 
 /** The org's Stripe customer id, creating the customer the first time. */
-export async function ensureCustomer(services: Services, org: string): Promise<string> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const account = await requireAccount(services, org);
-    if (account.stripeCustomerId) return account.stripeCustomerId;
-    const stripe = await stripeFor(services);
-    // The same key (and the same parameters) returns the same customer for 24 hours, so two
-    // concurrent first Checkouts share one customer.
-    const customer = await callStripe("create the billing account", () =>
-      stripe.customers.create(
-        { name: account.name ?? org, metadata: { org } },
-        { idempotencyKey: `customer:${org}` },
-      ),
-    );
-    try {
+async function ensureCustomer(services: Services, org: string): Promise<string> {
+  // A lost race re-reads: the row may hold a customer by now.
+  return retryOnConflict(
+    async () => {
+      const account = await requireAccount(services, org);
+      if (account.stripeCustomerId) return account.stripeCustomerId;
+      const stripe = await stripeFor(services);
+      // The same key (and the same parameters) returns the same customer for 24 hours, so two
+      // concurrent first Checkouts share one customer.
+      const customer = await callStripe("create the billing account", () =>
+        stripe.customers.create(
+          { name: account.name ?? org, metadata: { org } },
+          { idempotencyKey: `customer:${org}` },
+        ),
+      );
       await mergeBilling(services, org, { stripeCustomerId: customer.id }, account.etag);
       return customer.id;
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-      // Someone else wrote the row: re-read (it may hold a customer by now).
-    }
-  }
-  throw new AppError(503, "unavailable", "The billing account could not be saved; try again.");
+    },
+    {
+      exhausted: () =>
+        new AppError(503, "unavailable", "The billing account could not be saved; try again."),
+    },
+  );
 }
 
 /** Sets the customer's e-mail when it has none (never overwrites one the payer chose). */

@@ -13,7 +13,7 @@ import type Stripe from "stripe";
 import { AppError } from "../errors.js";
 import { listInstances } from "../instances/store.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
+import { isConflict, retryOnConflict } from "../storage/tables.js";
 import { mergeBilling, readBilling, type BillingAccount, type BillingPatch } from "./account.js";
 import { countLive, isLiveSubscription } from "./rules.js";
 import { stripeCode, stripeFor, type StripeClient } from "./stripe.js";
@@ -167,33 +167,33 @@ export async function applySubscription(
   org: string,
   snap: SubscriptionSnapshot,
 ): Promise<ApplyOutcome> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const account = await readBilling(services, org);
-    if (!account) return "no_installation";
-    if (account.stripeCustomerId && account.stripeCustomerId !== snap.customerId)
-      return "foreign_customer";
-    if (account.stripeSubscriptionId && account.stripeSubscriptionId !== snap.id) {
-      const stored = await readSubscription(
-        services,
-        await stripeFor(services),
-        account.stripeSubscriptionId,
-      );
-      if (stored && !prefersIncoming(stored, snap)) return "kept_other";
-    }
-    const patch = billingPatchFor(account, snap, services.clock.now());
-    if (!changes(account, patch)) return "unchanged";
-    try {
+  return retryOnConflict<ApplyOutcome>(
+    async () => {
+      const account = await readBilling(services, org);
+      if (!account) return "no_installation";
+      if (account.stripeCustomerId && account.stripeCustomerId !== snap.customerId)
+        return "foreign_customer";
+      if (account.stripeSubscriptionId && account.stripeSubscriptionId !== snap.id) {
+        const stored = await readSubscription(
+          services,
+          await stripeFor(services),
+          account.stripeSubscriptionId,
+        );
+        if (stored && !prefersIncoming(stored, snap)) return "kept_other";
+      }
+      const patch = billingPatchFor(account, snap, services.clock.now());
+      if (!changes(account, patch)) return "unchanged";
       await mergeBilling(services, org, patch, account.etag);
       return "updated";
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-  }
-  throw new AppError(
-    503,
-    "unavailable",
-    "The subscription state could not be saved; it will be retried.",
+    },
+    {
+      exhausted: () =>
+        new AppError(
+          503,
+          "unavailable",
+          "The subscription state could not be saved; it will be retried.",
+        ),
+    },
   );
 }
 

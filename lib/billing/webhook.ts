@@ -3,7 +3,7 @@
  * order-independent handling.
  *
  * - A bad signature or a timestamp older than 5 minutes is a 400 and stores nothing.
- * - `stripeEvents` (PK = event id) holds one row per event: created as "processing" with a short
+ * - `stripeEvents` (`events.ts`) holds one row per event: created as "processing" with a short
  *   lease, marked "done" only after every effect. A done event answers 200 with no effect; one
  *   whose lease is live answers 409 (Stripe delivers it again later); one that failed or whose
  *   lease ran out (the process died) is taken over with an etag and processed again.
@@ -17,8 +17,8 @@ import type Stripe from "stripe";
 import { AppError, statusOf } from "../errors.js";
 import { sendMail } from "../mail.js";
 import type { Services } from "../services.js";
-import { getEntity, isConflict } from "../storage/tables.js";
 import { findOrgByCustomer, readBilling } from "./account.js";
+import { claimEvent, finishEvent, releaseEvent, type WebhookStatus } from "./events.js";
 import { setCustomerEmailIfMissing } from "./checkout.js";
 import { graceEndsAt } from "./rules.js";
 import { stripeFor, type StripeClient } from "./stripe.js";
@@ -31,20 +31,7 @@ import {
 } from "./subscription.js";
 
 /** Stripe's own default: signatures older than this are refused (replays). */
-export const WEBHOOK_TOLERANCE_SECONDS = 300;
-/** How long a delivery may hold an event before a redelivery may take it over. */
-export const EVENT_LEASE_MS = 60_000;
-
-export const HANDLED_EVENT_TYPES = [
-  "checkout.session.completed",
-  "customer.subscription.created",
-  "customer.subscription.updated",
-  "customer.subscription.deleted",
-  "invoice.paid",
-  "invoice.payment_failed",
-] as const;
-
-export type WebhookStatus = "processed" | "duplicate" | "ignored";
+const WEBHOOK_TOLERANCE_SECONDS = 300;
 
 export interface WebhookOutcome {
   eventId: string;
@@ -70,7 +57,7 @@ export async function verifyWebhookRequest(
 }
 
 /** Verifies the `Stripe-Signature` of the raw body and returns the event. 400 otherwise. */
-export async function verifyWebhook(
+async function verifyWebhook(
   services: Services,
   payload: string,
   signature: string | null,
@@ -117,90 +104,6 @@ export async function verifyWebhook(
     throw new AppError(400, "bad_request", "The event has no data.object.");
   }
   return event;
-}
-
-interface EventRow {
-  status: "processing" | "done" | "failed";
-  type: string;
-  leaseUntil: Date;
-  attempts: number;
-}
-
-type Claim = { kind: "claimed"; etag: string } | { kind: "done" } | { kind: "busy" };
-
-async function claimEvent(services: Services, event: Stripe.Event): Promise<Claim> {
-  const table = services.tables.client("stripeEvents");
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const now = services.clock.now();
-    const leaseUntil = new Date(now.getTime() + EVENT_LEASE_MS);
-    // Most events are new: try to create the row first (one round trip).
-    try {
-      const res = await table.createEntity({
-        partitionKey: event.id,
-        rowKey: "",
-        type: event.type,
-        status: "processing",
-        leaseUntil,
-        attempts: 1,
-        receivedAt: now,
-      });
-      return { kind: "claimed", etag: res.etag ?? "*" };
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-    }
-    const existing = await getEntity<EventRow>(table, event.id, "");
-    if (!existing) continue;
-    if (existing.status === "done") return { kind: "done" };
-    const leased =
-      existing.leaseUntil instanceof Date && existing.leaseUntil.getTime() > now.getTime();
-    if (existing.status === "processing" && leased) return { kind: "busy" };
-    try {
-      const res = await table.updateEntity(
-        {
-          partitionKey: event.id,
-          rowKey: "",
-          status: "processing",
-          leaseUntil,
-          attempts: (existing.attempts || 0) + 1,
-        },
-        "Merge",
-        { etag: existing.etag },
-      );
-      return { kind: "claimed", etag: res.etag ?? "*" };
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-  }
-  return { kind: "busy" };
-}
-
-async function finishEvent(
-  services: Services,
-  eventId: string,
-  outcome: WebhookStatus,
-): Promise<void> {
-  await services.tables.client("stripeEvents").updateEntity(
-    {
-      partitionKey: eventId,
-      rowKey: "",
-      status: "done",
-      outcome,
-      processedAt: services.clock.now(),
-    },
-    "Merge",
-  );
-}
-
-async function releaseEvent(services: Services, eventId: string, etag: string): Promise<void> {
-  await services.tables
-    .client("stripeEvents")
-    .updateEntity(
-      { partitionKey: eventId, rowKey: "", status: "failed", leaseUntil: services.clock.now() },
-      "Merge",
-      { etag },
-    )
-    .catch(() => undefined);
 }
 
 /** Deduplicates and handles one verified event. */

@@ -19,14 +19,13 @@ import type { InvocationContext } from "@azure/functions";
 import { z } from "zod";
 
 import { runGatewayScript } from "../azure/arm.js";
-import { readRevocations } from "../grafana-signin/revocation.js";
 import { describeFailure } from "../azure/errors.js";
 import { listAllInstances } from "../instances/store.js";
 import { ROUTABLE_STATES } from "../instances/lifecycle.js";
 import { retryDelayMs } from "../provisioning/backoff.js";
 import { bodyAsJson } from "../provisioning/messages.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
+import { retryOnConflict } from "../storage/tables.js";
 import {
   gatewayConfigHash,
   isValidIpv4,
@@ -36,12 +35,11 @@ import {
 } from "./nginx.js";
 import { FAILED_MARKER, parseAppliedHash, renderGatewayPushScript } from "./push-script.js";
 import { renderSigninScript, signinScriptFileName } from "./signin-njs.js";
-import { readGatewayState, saveGatewayState, type GatewayState } from "./state.js";
+import { readGatewayState, readRevocations, saveGatewayState, type GatewayState } from "./state.js";
 import { deadLetterInfo } from "../dead-letters.js";
 import { logEvent } from "../telemetry.js";
 
-export const GATEWAY_SESSION = "gateway";
-/** Where the gateway VM's nginx reads its config, and the wildcard certificate. */
+const GATEWAY_SESSION = "gateway";
 /** Messages wait this long before delivery, so a burst of changes is pushed once. */
 export const GATEWAY_COALESCE_MS = 2_000;
 /**
@@ -52,7 +50,7 @@ export const MIN_PUSH_INTERVAL_MS = 10_000;
 /** Clock skew allowance between the writer of a change and the gateway consumer. */
 export const COVERAGE_MARGIN_MS = 500;
 /** Longest wait for one run command (the queue's lock is two minutes). */
-export const PUSH_TIMEOUT_MS = 90_000;
+const PUSH_TIMEOUT_MS = 90_000;
 const MAX_TRANSIENT_RETRIES = 8;
 
 export const gatewayMessageSchema = z.object({
@@ -125,7 +123,7 @@ export function gatewaySigninScript(services: Services): { path: string; content
   return { path: `${signin.scriptDir}/${signinScriptFileName(content)}`, content };
 }
 
-export function renderForGateway(
+function renderForGateway(
   services: Services,
   routes: readonly GatewayRoute[],
   notBefore: ReadonlyMap<string, number> = new Map(),
@@ -290,24 +288,21 @@ async function saveCoverage(
   update: CoverageUpdate,
 ): Promise<GatewayState> {
   let current = state;
-  for (let i = 0; i < 5; i++) {
-    const coveredUntil =
-      current.coveredUntil && current.coveredUntil > update.coveredUntil
-        ? current.coveredUntil
-        : update.coveredUntil;
-    const next: GatewayState = {
-      ...current,
-      coveredUntil,
-      ...(update.pushed ? { ...update.pushed, pushes: current.pushes + 1 } : {}),
-    };
-    try {
-      return await saveGatewayState(services, next);
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-      current = await readGatewayState(services);
-    }
-  }
-  return current;
+  return retryOnConflict(
+    async (round) => {
+      if (round > 0) current = await readGatewayState(services);
+      const coveredUntil =
+        current.coveredUntil && current.coveredUntil > update.coveredUntil
+          ? current.coveredUntil
+          : update.coveredUntil;
+      return saveGatewayState(services, {
+        ...current,
+        coveredUntil,
+        ...(update.pushed ? { ...update.pushed, pushes: current.pushes + 1 } : {}),
+      });
+    },
+    { exhausted: () => current },
+  );
 }
 
 /** The gateway's dead letters: nothing to repair automatically (the next change or the

@@ -77,7 +77,7 @@ export interface GatewaySigninOptions {
   notBefore?: ReadonlyMap<string, number>;
 }
 
-export const DEFAULT_GRAFANA_PORT = 3000;
+const DEFAULT_GRAFANA_PORT = 3000;
 export const NJS_MODULE_PATH = "/usr/lib/nginx/modules/ngx_http_js_module.so";
 
 export class GatewayConfigError extends Error {
@@ -108,7 +108,7 @@ export function isValidIpv4(ip: string): boolean {
  * Validates and lowercases a DNS domain. `<ref>.<domain>` must stay a valid hostname, so the
  * domain may be at most 253 - 21 characters.
  */
-export function normalizeDomain(domain: string): string {
+function normalizeDomain(domain: string): string {
   const d = domain.toLowerCase();
   const labels = d.split(".");
   if (
@@ -143,7 +143,7 @@ interface NormalizedRoute {
 }
 
 /** Validates, dedupes and sorts routes by ref. Conflicting duplicates (same ref, different target) throw. */
-export function normalizeRoutes(routes: readonly GatewayRoute[]): NormalizedRoute[] {
+function normalizeRoutes(routes: readonly GatewayRoute[]): NormalizedRoute[] {
   const byRef = new Map<string, string>();
   for (const route of routes) {
     if (!isValidRef(route.ref)) {

@@ -1,8 +1,9 @@
 /**
- * The `gateway` table: one row with the hash of the nginx config the gateway VM serves and the
+ * The `gateway` table. One row with the hash of the nginx config the gateway VM serves and the
  * moment the last render started (`coveredUntil`): every change persisted before that moment is
  * in the served config. Written only by the gateway consumer (one session: serialized), and
- * etag-conditional all the same.
+ * etag-conditional all the same. And one row per org whose Grafana sign-ins were revoked
+ * (partition `signin-revocation`, row = org): sign-ins issued before its moment are refused.
  */
 import type { Services } from "../services.js";
 import { getEntity } from "../storage/tables.js";
@@ -66,4 +67,40 @@ export async function saveGatewayState(
     ? await table.updateEntity(entity, "Replace", { etag: state.etag })
     : await table.createEntity(entity);
   return { ...state, etag: res.etag };
+}
+
+const REVOCATIONS = "signin-revocation";
+
+interface RevocationEntity {
+  partitionKey: string;
+  rowKey: string;
+  notBefore: number;
+  actor: string;
+}
+
+/** Per org: sign-ins issued before this moment (epoch seconds) are refused. */
+export async function readRevocations(services: Services): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const rows = services.tables.client("gateway").listEntities<RevocationEntity>({
+    queryOptions: { filter: `PartitionKey eq '${REVOCATIONS}'` },
+  });
+  for await (const row of rows) {
+    if (typeof row.notBefore === "number" && row.rowKey) out.set(row.rowKey, row.notBefore);
+  }
+  return out;
+}
+
+/** Records the org's revocation moment (epoch seconds), replacing an earlier one. */
+export async function saveRevocation(
+  services: Services,
+  org: string,
+  notBefore: number,
+  actor: string,
+): Promise<void> {
+  await services.tables
+    .client("gateway")
+    .upsertEntity<RevocationEntity>(
+      { partitionKey: REVOCATIONS, rowKey: org, notBefore, actor: actor.slice(0, 200) },
+      "Replace",
+    );
 }

@@ -28,10 +28,10 @@ export const GRAFANA_CONTAINER = {
 } as const;
 
 /** Prometheus listens on the host's loopback only (both containers use host networking). */
-export const PROMETHEUS_LOCAL_URL = "http://127.0.0.1:9090";
+const PROMETHEUS_LOCAL_URL = "http://127.0.0.1:9090";
 
 /** A Grafana configuration value read from a file (whitespace trimmed). */
-export function fileRef(path: string): string {
+function fileRef(path: string): string {
   return `$__file{${path}}`;
 }
 

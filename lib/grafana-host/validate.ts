@@ -30,7 +30,7 @@ export function assertRef(ref: string): string {
   return ref;
 }
 
-export function normalizeDomain(domain: string): string {
+function normalizeDomain(domain: string): string {
   const d = domain.toLowerCase();
   const labels = d.split(".");
   if (d.length > 253 - 21 || labels.length < 2 || !labels.every((l) => LABEL_RE.test(l))) {

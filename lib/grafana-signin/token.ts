@@ -55,9 +55,7 @@ export type VerifyResult =
   { ok: true; claims: SigninClaims } | { ok: false; reason: VerifyFailure };
 
 /** Kids travel inside the token and a file name: letters, digits, `_` and `-` only. */
-export const KID_RE = /^[A-Za-z0-9_-]{1,64}$/;
-export const JTI_RE = /^[A-Za-z0-9_-]{16,64}$/;
-export const REF_RE = /^[a-z]{20}$/;
+const KID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /** A ticket lives at most this long: it is used by the browser right after it is issued. */
 export const TICKET_TTL_SECONDS = 60;
 /** The gateway's session cookie lives this long (the upper bound for a revocation by removal). */
@@ -65,7 +63,7 @@ export const SESSION_TTL_SECONDS = 8 * 3600;
 /** Hard cap on any session the gateway accepts. */
 export const MAX_SESSION_TTL_SECONDS = 12 * 3600;
 /** Tokens longer than this are refused before any parsing. */
-export const MAX_TOKEN_LENGTH = 2048;
+const MAX_TOKEN_LENGTH = 2048;
 
 const b64url = (data: string | Buffer) => Buffer.from(data).toString("base64url");
 

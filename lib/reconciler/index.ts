@@ -56,7 +56,7 @@ import { removeAllResources } from "../provisioning/steps.js";
 import type { Services } from "../services.js";
 import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
-import { sweepExpiredRows } from "../sweep.js";
+import { purgeExpiredRows as sweepExpiredRows } from "../expired-rows.js";
 import { sweepOrphanKeys } from "./keys.js";
 import { healthVerdict, snapshotName, snapshotsToDelete, SNAPSHOT_EVERY_MS } from "./rules.js";
 

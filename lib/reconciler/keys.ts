@@ -19,9 +19,9 @@ import { logEvent } from "../telemetry.js";
 /** Projects whose keys are listed per run. */
 export const KEY_SWEEP_PROJECTS_PER_RUN = 10;
 /** Keys deleted per project and run. */
-export const KEY_SWEEP_DELETES_PER_PROJECT = 5;
+const KEY_SWEEP_DELETES_PER_PROJECT = 5;
 /** An unrecorded key younger than this may belong to a step still running. */
-export const KEY_ORPHAN_GRACE_MS = 30 * 60_000;
+const KEY_ORPHAN_GRACE_MS = 30 * 60_000;
 const RUN_PERIOD_MS = 5 * 60_000;
 
 const key = (i: Instance) => `${i.org}\u0000${i.ref}`;

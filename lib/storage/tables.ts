@@ -3,7 +3,7 @@
  * Locally the connection string points at Azurite; in Azure the function identity reaches the
  * table endpoint with RBAC (no shared keys).
  */
-import { TableClient, TableServiceClient, type TableEntityResult } from "@azure/data-tables";
+import { TableClient, TableServiceClient, odata, type TableEntityResult } from "@azure/data-tables";
 import type { TokenCredential } from "@azure/core-auth";
 
 import { AppError, statusOf } from "../errors.js";
@@ -142,12 +142,14 @@ export function safeKey(value: string): string {
 
 /**
  * The one read–decide–write loop of etag-conditional tables: runs `attempt` again while it loses
- * a race (`isConflict`), at most `rounds` times, then throws `exhausted()` (a 503 by default).
- * `attempt` must re-read what it decides on: each round starts from the current row.
+ * a race (`isConflict`), at most `rounds` times, then throws `exhausted()` (a 503 by default)
+ * or, when that is not an error, returns it. `attempt` must re-read what it decides on: each round
+ * starts from the current row; it throws `lostRace()` when what it read was gone meanwhile.
+ * `pause` runs between rounds (a jittered wait spreads a burst on one hot row).
  */
 export async function retryOnConflict<T>(
   attempt: (round: number) => Promise<T>,
-  opts: { rounds?: number; exhausted?: () => Error } = {},
+  opts: { rounds?: number; exhausted?: () => Error | T; pause?: () => Promise<unknown> } = {},
 ): Promise<T> {
   const rounds = opts.rounds ?? 5;
   for (let round = 0; round < rounds; round++) {
@@ -156,9 +158,41 @@ export async function retryOnConflict<T>(
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
+    if (opts.pause && round + 1 < rounds) await opts.pause();
   }
-  throw (opts.exhausted ?? rowKeptChanging)();
+  const last = (opts.exhausted ?? rowKeptChanging)();
+  if (last instanceof Error) throw last;
+  return last;
 }
+
+/** What an `attempt` of `retryOnConflict` throws to read again (a row vanished between reads). */
+export const lostRace = (): Error =>
+  Object.assign(new Error("the row changed while it was being read"), { statusCode: 412 });
 
 const rowKeptChanging = () =>
   new AppError(503, "unavailable", "The record kept changing while it was being saved; try again.");
+
+/**
+ * Deletes rows whose `expiresAt` is before `cutoff`, at most `max` (a large backlog drains over
+ * a few runs). Returns how many were deleted.
+ */
+export async function deleteExpiredRows(
+  table: TableClient,
+  cutoff: Date,
+  max: number,
+): Promise<number> {
+  let count = 0;
+  const rows = table.listEntities<{ expiresAt: Date }>({
+    queryOptions: { filter: odata`expiresAt lt ${cutoff}`, select: ["PartitionKey", "RowKey"] },
+  });
+  for await (const row of rows) {
+    if (row.partitionKey === undefined || row.rowKey === undefined) continue;
+    try {
+      await table.deleteEntity(row.partitionKey, row.rowKey);
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+    if (++count >= max) break;
+  }
+  return count;
+}

@@ -141,7 +141,7 @@ const rateOf = (services: Services, org: string): RateState => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export const upstreamError = (what: string, cause?: unknown) =>
+const upstreamError = (what: string, cause?: unknown) =>
   new AppError(
     502,
     "upstream_error",

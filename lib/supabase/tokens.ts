@@ -21,7 +21,7 @@ import {
   type StoredTokens,
 } from "../installations.js";
 import type { Services } from "../services.js";
-import { isConflict } from "../storage/tables.js";
+import { isConflict, retryOnConflict } from "../storage/tables.js";
 import { requestTokens, TokenGrantRefused } from "./token-endpoint.js";
 
 /** Refresh this long before the stored expiry. */
@@ -54,7 +54,7 @@ interface TokenState {
 const stateOf = (services: Services): TokenState =>
   services.memo("supabase-tokens", () => ({ held: new Map(), refreshing: new Map() }));
 
-export const installationRevoked = () =>
+const installationRevoked = () =>
   new AppError(
     401,
     "installation_revoked",
@@ -235,23 +235,20 @@ async function revokeUnlessSuperseded(
   org: string,
   version: number,
 ): Promise<HeldToken> {
-  for (;;) {
+  const superseded = await retryOnConflict(async () => {
     const row = await readInstallationTokens(services, org);
     usable(services, org, row);
     if (row.installation.tokenVersion !== version) {
       return remember(services, org, row.tokens, row.installation.tokenVersion);
     }
-    try {
-      await mergeInstallation(services, org, row.installation.etag, {
-        status: "revoked",
-        updatedAt: services.clock.now(),
-        refreshLeaseUntil: NO_LEASE,
-      });
-    } catch (err) {
-      if (isConflict(err)) continue;
-      throw err;
-    }
-    forgetTokens(services, org);
-    throw installationRevoked();
-  }
+    await mergeInstallation(services, org, row.installation.etag, {
+      status: "revoked",
+      updatedAt: services.clock.now(),
+      refreshLeaseUntil: NO_LEASE,
+    });
+    return undefined;
+  });
+  if (superseded) return superseded;
+  forgetTokens(services, org);
+  throw installationRevoked();
 }

@@ -12,6 +12,7 @@
  */
 import { renderGatewayConfig } from "../../lib/gateway/nginx.js";
 import { GATEWAY_PATHS } from "../../lib/gateway/host.js";
+import { isRoutable } from "../../lib/instances/lifecycle.js";
 import { listInstances } from "../../lib/instances/store.js";
 import { LOCAL } from "../../local/defaults.js";
 import { startLocalApp } from "../../local/app-host.js";
@@ -49,6 +50,62 @@ function renderFigures(): Record<string, string> {
   runs.sort((a, b) => a - b);
   return {
     "gateway config render, 5,000 instances (median of 10)": `${fmt(runs[5] ?? 0)} (${Math.round(bytes / 1024)} KiB)`,
+  };
+}
+
+const UPGRADES = 100;
+const UPGRADE_BATCH = 10;
+
+/**
+ * A rollout of a new host version over 100 of the Running instances, in batches of 10, through
+ * the operators' route: time to done, ARM writes per instance, and the most instances that were
+ * unroutable at once (sampled from the instances table every 20 ms while it ran).
+ */
+async function upgradeFigures(
+  hostUrl: string,
+  platform: Awaited<ReturnType<typeof startPlatform>>,
+  orgs: string[],
+): Promise<Record<string, string | number>> {
+  const arm = platform.arm;
+  if (!arm) throw new Error("the ARM simulator did not start");
+  const services = platform.services;
+  const headers = {
+    "x-functions-key": LOCAL.adminKey,
+    "x-ops-actor": "bench",
+    "content-type": "application/json",
+  };
+  arm.resetRequests();
+  const started = performance.now();
+  const res = await fetch(`${hostUrl}/api/ops/instances/upgrade`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ templateSpecVersion: "2.0.0", max: UPGRADES, batch: UPGRADE_BATCH }),
+  });
+  if (res.status !== 202) throw new Error(`upgrade: HTTP ${res.status} ${await res.text()}`);
+  let maxUnroutable = 0;
+  let progress: Record<string, unknown> = {};
+  while (performance.now() - started < TIMEOUT_MS) {
+    const instances = (await Promise.all(orgs.map((org) => listInstances(services, org)))).flat();
+    maxUnroutable = Math.max(maxUnroutable, instances.filter((i) => !isRoutable(i)).length);
+    const r = await fetch(`${hostUrl}/api/ops/rollout`, { headers });
+    progress = (await r.json()) as Record<string, unknown>;
+    if (progress.status !== "running") break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const took = performance.now() - started;
+  const writes = arm
+    .requests()
+    .filter((r) => ["PUT", "POST", "DELETE", "PATCH"].includes(r.method));
+  const byKind: Record<string, number> = {};
+  for (const w of writes) {
+    const type = w.path.split("/providers/")[1]?.split("/").slice(0, 2).join("/") ?? w.path;
+    const kind = `${w.method} ${type}`;
+    byKind[kind] = (byKind[kind] ?? 0) + 1;
+  }
+  return {
+    [`upgrade of ${UPGRADES} Running instances, batches of ${UPGRADE_BATCH}`]: `${fmt(took)} (${JSON.stringify({ status: progress.status, upgraded: progress.upgraded, failed: progress.failed })})`,
+    "ARM writes per upgraded instance": `${(writes.length / UPGRADES).toFixed(2)} (${JSON.stringify(byKind)})`,
+    [`most instances unroutable at once (target <= ${UPGRADE_BATCH})`]: maxUnroutable,
   };
 }
 
@@ -180,6 +237,7 @@ export async function benchProvisioning(
     const supa = supabase.stats();
     figures["Supabase Management API calls per provision"] =
       `${(supa.managementCalls / PROJECTS).toFixed(2)} (${JSON.stringify(supa.byRoute)})`;
+    Object.assign(figures, await upgradeFigures(host.url, platform, orgs.map((o) => o.slug)));
     Object.assign(figures, renderFigures());
   } finally {
     await local.close();

@@ -61,7 +61,7 @@ export interface paths {
             cookie?: never;
         };
         /** The org's plan, subscription state, live instances by plan and next invoice. */
-        get: operations["billing-get"];
+        get: operations["billingGet"];
         put?: never;
         post?: never;
         delete?: never;
@@ -80,7 +80,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** A Stripe Checkout page for the org's per-project subscription. */
-        post: operations["billing-checkout"];
+        post: operations["billingCheckout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -97,7 +97,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** A Stripe customer portal page for the org's own billing account. */
-        post: operations["billing-portal"];
+        post: operations["billingPortal"];
         delete?: never;
         options?: never;
         head?: never;
@@ -490,7 +490,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Stripe events: signature-verified, deduplicated by event id, handled by re-reading Stripe. */
-        post: operations["stripe-webhook"];
+        post: operations["stripeWebhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -648,7 +648,7 @@ export interface operations {
             };
         };
     };
-    "billing-get": {
+    billingGet: {
         parameters: {
             query?: never;
             header?: never;
@@ -706,7 +706,7 @@ export interface operations {
             };
         };
     };
-    "billing-checkout": {
+    billingCheckout: {
         parameters: {
             query?: never;
             header?: never;
@@ -814,7 +814,7 @@ export interface operations {
             };
         };
     };
-    "billing-portal": {
+    billingPortal: {
         parameters: {
             query?: never;
             header?: never;
@@ -3030,7 +3030,7 @@ export interface operations {
             };
         };
     };
-    "stripe-webhook": {
+    stripeWebhook: {
         parameters: {
             query?: never;
             header?: never;

@@ -3,11 +3,11 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { getEntity } from "../../lib/storage/tables.js";
-import { sweepExpiredRows } from "../../lib/sweep.js";
+import { purgeExpiredRows } from "../../lib/expired-rows.js";
 import type { Platform } from "../../local/platform.js";
 import { startTestPlatform } from "../helpers/platform.js";
 
-describe("sweeping expired rows", () => {
+describe("purging expired rows", () => {
   let platform: Platform;
   beforeAll(async () => {
     platform = await startTestPlatform();
@@ -32,7 +32,7 @@ describe("sweeping expired rows", () => {
       await client.createEntity({ partitionKey: expired, rowKey: "", expiresAt: long });
       await client.createEntity({ partitionKey: live, rowKey: "", expiresAt: later });
     }
-    const deleted = await sweepExpiredRows(platform.services);
+    const deleted = await purgeExpiredRows(platform.services);
     for (const [table, [expired, live]] of Object.entries(rows) as Array<
       [keyof typeof rows, readonly [string, string]]
     >) {
