@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 
+import { configStatus } from "../lib/alerts/apply.js";
 import { requireSession, requireVerifiedUser } from "../lib/auth/session.js";
 import { notFound } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
@@ -15,6 +16,7 @@ import { requestDeprovision, requestProvision } from "../lib/provisioning/api.js
 import { rotateInstanceKey } from "../lib/provisioning/key-rotation.js";
 import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 import { forbidden } from "../lib/errors.js";
+import { configVersionSchema, lastConfigErrorSchema } from "./alerts.js";
 
 const params = z.object({ ref: projectRefSchema });
 const route = "projects/{ref}/grafana";
@@ -72,13 +74,21 @@ export const definitions: FunctionDefinition[] = [
     summary: "The project's Grafana instance (the poll target).",
     tags: ["grafana"],
     params,
-    responses: { 200: { description: "The instance.", schema: instanceViewSchema } },
+    responses: {
+      200: {
+        description: "The instance, with the state of its alerting configuration.",
+        schema: instanceViewSchema.extend({
+          configVersion: configVersionSchema,
+          lastConfigError: lastConfigErrorSchema,
+        }),
+      },
+    },
     errors: [400, 401, 404],
     handler: async ({ services, req, params: p }) => {
       const session = await requireSession(services, req);
       const instance = await getInstance(services, session.org, p.ref);
       if (!instance) throw notFound("This project has no Grafana instance.");
-      return ok(toView(instance));
+      return ok({ ...toView(instance), ...(await configStatus(services, session.org, p.ref)) });
     },
   }),
   defineHttp({

@@ -1,4 +1,9 @@
 /** Consumers of the `provisioning` queue and of its dead letters. */
+import {
+  handleConfigureDeadLetter,
+  handleConfigureMessage,
+  isConfigureMessage,
+} from "../lib/alerts/apply.js";
 import { recordDeadLetter } from "../lib/dead-letters.js";
 import { defineQueue, type FunctionDefinition } from "../lib/functions.js";
 import { bodyAsJson } from "../lib/provisioning/messages.js";
@@ -13,7 +18,10 @@ export const definitions: FunctionDefinition[] = [
     queueSetting: "PROVISIONING_QUEUE",
     isSessionsEnabled: true,
     handler: async (message, ctx, services) => {
-      await handleProvisioningMessage(services, message, ctx);
+      // One queue, one session per project: alert configuration runs between lifecycle steps.
+      const body = bodyAsJson(message);
+      if (isConfigureMessage(body)) await handleConfigureMessage(services, body, ctx);
+      else await handleProvisioningMessage(services, message, ctx);
     },
   }),
   defineQueue({
@@ -22,6 +30,11 @@ export const definitions: FunctionDefinition[] = [
     subQueue: "deadLetter",
     isSessionsEnabled: false,
     handler: async (message, ctx, services) => {
+      if (isConfigureMessage(bodyAsJson(message))) {
+        await handleConfigureDeadLetter(services, bodyAsJson(message), ctx);
+        await recordDeadLetter(services, "provisioning", bodyAsJson(message), ctx);
+        return;
+      }
       await handleProvisioningDeadLetter(services, message, ctx);
       // Kept for operators (GET /api/ops/dead-letters), after the operation was stopped.
       await recordDeadLetter(services, "provisioning", bodyAsJson(message), ctx);

@@ -15,7 +15,7 @@ import type { InvocationContext } from "@azure/functions";
 import type Stripe from "stripe";
 
 import { AppError, statusOf } from "../errors.js";
-import { sendMail } from "../mail.js";
+import { notifyAddress } from "../notifications/index.js";
 import type { Services } from "../services.js";
 import { getEntity, isConflict } from "../storage/tables.js";
 import { findOrgByCustomer, readBilling } from "./account.js";
@@ -347,11 +347,11 @@ async function notifyPaymentFailed(
   const account = await readBilling(services, org);
   const grace = account ? graceEndsAt(account, services.config.BILLING_GRACE_HOURS) : undefined;
   try {
-    await sendMail(
-      services,
-      "paymentFailed",
+    await notifyAddress(services, {
+      org,
       email,
-      {
+      template: "paymentFailed",
+      data: {
         org,
         orgName: account?.name ?? org,
         amountDue: formatAmount(invoice.amount_due, invoice.currency),
@@ -359,8 +359,8 @@ async function notifyPaymentFailed(
         graceEndsAt: grace?.toISOString() ?? "",
         billingUrl: `${services.config.PUBLIC_BASE_URL}/billing`,
       },
-      `payment-failed:${invoice.id}`,
-    );
+      idempotencyKey: `payment-failed:${invoice.id}`,
+    });
   } catch (err) {
     // 409: this invoice's mail was already accepted (a redelivery after a crash).
     if (statusOf(err) !== 409) throw err;

@@ -21,6 +21,8 @@ export const TABLE_NAMES = [
   "audit",
   "rateLimits",
   "deadLetters",
+  "alertConfigs",
+  "memberPreferences",
 ] as const;
 export type TableName = (typeof TABLE_NAMES)[number];
 
