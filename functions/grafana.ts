@@ -77,9 +77,11 @@ export const definitions: FunctionDefinition[] = [
     responses: {
       200: {
         description: "The instance, with the state of its alerting configuration.",
+        // Always present here; optional in the schema so the instance of the project list
+        // (which has no alerting state) stays a valid value of this shape for clients.
         schema: instanceViewSchema.extend({
-          configVersion: configVersionSchema,
-          lastConfigError: lastConfigErrorSchema,
+          configVersion: configVersionSchema.optional(),
+          lastConfigError: lastConfigErrorSchema.optional(),
         }),
       },
     },

@@ -50,21 +50,21 @@ interface AlertConfigEntity {
 
 const table = (services: Services) => services.tables.client("alertConfigs");
 
-function parseJson<T>(text: string | undefined): T | undefined {
+function parseJson(text: string | undefined): unknown {
   if (!text) return undefined;
   try {
-    return JSON.parse(text) as T;
+    return JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }
 }
 
 function fromEntity(e: TableEntityResult<AlertConfigEntity>): AlertConfig {
-  const recipients = parseJson<unknown>(e.recipientsJson);
+  const recipients = parseJson(e.recipientsJson);
   return {
     org: e.partitionKey,
     ref: e.rowKey,
-    settings: parseJson<AlertSettings>(e.settingsJson),
+    settings: parseJson(e.settingsJson) as AlertSettings | undefined,
     recipients: Array.isArray(recipients)
       ? recipients.filter((r): r is string => typeof r === "string")
       : undefined,

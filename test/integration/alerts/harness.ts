@@ -145,9 +145,13 @@ export async function startAlertsEnv(): Promise<AlertsEnv> {
     clock,
     async newOrg(projects = 2) {
       const connected = await connectOrg(platform.services, supabase, { projects });
-      let client!: TestClient;
-      const driver = new QueueDriver(platform.services, () => client);
-      client = new TestClient(alertTestDefinitions, driver.services);
+      const holder: { client?: TestClient } = {};
+      const driver = new QueueDriver(platform.services, () => {
+        if (!holder.client) throw new Error("no client yet");
+        return holder.client;
+      });
+      const client = new TestClient(alertTestDefinitions, driver.services);
+      holder.client = client;
       client.cookies.set(connected.cookie.name, connected.cookie.value);
       const sessionClient = async (member: SimMember) => {
         const { session, cookie } = await startSession(platform.services, connected.slug);
