@@ -8,7 +8,7 @@ import { stringify } from "yaml";
 import { pruneDepartedRecipients } from "../../../lib/alerts/apply.js";
 import { decodeAlertingPushScript } from "../../../lib/grafana-host/alerting-push.js";
 import { getInstance } from "../../../lib/instances/store.js";
-import { notifyUser } from "../../../lib/notifications/index.js";
+import { notifyAddress, notifyUser } from "../../../lib/notifications/index.js";
 import { parseAlerting, prometheusRulesFromAlerting, ruleByUid } from "../../helpers/alerting.js";
 import { promtoolCheckRules, promtoolTestRules } from "../../helpers/system-tools.js";
 import { startAlertsEnv, type AlertsEnv, type OrgEnv } from "./harness.js";
@@ -462,6 +462,23 @@ describe("notification preferences", () => {
         idempotencyKey: `${key}-code`,
       }),
     ).toBe("sent");
+    expect(mailsTo().length).toBe(before + 2);
+
+    // The billing path (an address, not a user id): a member's address follows their choice.
+    await o.client.request("PATCH", "/api/me/notifications", {
+      body: { preferences: { paymentFailed: false } },
+    });
+    const billing = (email: string) =>
+      notifyAddress(services, {
+        org: o.slug,
+        email,
+        template: "paymentFailed",
+        data: { org: o.slug },
+        idempotencyKey: `${key}-pay-${email}`,
+      });
+    expect(await billing(o.email.toUpperCase())).toBe("opted_out");
+    expect(await billing("billing@company.example")).toBe("sent");
+    expect(loops.sent.filter((m) => m.email === "billing@company.example")).toHaveLength(1);
     expect(mailsTo().length).toBe(before + 2);
   });
 });
