@@ -38,6 +38,8 @@ var tableNames = [
   'audit'
   'rateLimits'
   'deadLetters'
+  'alertConfigs'
+  'memberPreferences'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
