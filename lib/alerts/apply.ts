@@ -111,10 +111,18 @@ export async function requestConfigurePush(
   services: Services,
   org: string,
   ref: string,
+  opts: {
+    /**
+     * The host was (re)created (provision, heal, upgrade): what it serves is what cloud-init
+     * gave it, so push even when the version says applied (the host script answers "unchanged"
+     * at once when it already has it).
+     */
+    hostReplaced?: boolean;
+  } = {},
 ): Promise<boolean> {
   const config = await getAlertConfig(services, org, ref);
   const version = config?.desiredVersion ?? 0;
-  if (config && config.appliedVersion === version) return false;
+  if (config && config.appliedVersion === version && !opts.hostReplaced) return false;
   await dispatch(
     services,
     { kind: "configure", org, ref, version, attempt: 0, waits: 0 },
@@ -133,17 +141,17 @@ function retryDelayMs(services: Services, attempt: number): number {
 
 async function recordApplied(
   services: Services,
-  org: string,
-  ref: string,
+  instance: Instance,
   version: number,
   hash: string,
 ): Promise<void> {
-  await updateAlertConfig(services, org, ref, (current) => {
+  await updateAlertConfig(services, instance.org, instance.ref, (current) => {
     if (current.appliedVersion !== undefined && current.appliedVersion > version) return undefined;
     return {
       ...current,
       appliedVersion: version,
       appliedHash: hash,
+      appliedOperationId: instance.operationId,
       appliedAt: services.clock.now(),
       lastConfigError: undefined,
       lastConfigErrorAt: undefined,
@@ -197,9 +205,10 @@ async function push(
     );
   }
   const config = await getAlertConfig(services, org, ref);
-  if (config?.appliedHash === desired.hash) {
+  // Known to be on this host (deployed by the same operation): nothing to push.
+  if (config?.appliedHash === desired.hash && config.appliedOperationId === instance.operationId) {
     if (config.appliedVersion !== desired.version)
-      await recordApplied(services, org, ref, desired.version, desired.hash);
+      await recordApplied(services, instance, desired.version, desired.hash);
     return "unchanged";
   }
   const { renderAlertingPushScript, alertingPushOutcome } =
@@ -214,7 +223,7 @@ async function push(
     );
     const outcome = alertingPushOutcome(message);
     if (outcome.ok) {
-      await recordApplied(services, org, ref, desired.version, desired.hash);
+      await recordApplied(services, instance, desired.version, desired.hash);
       logEvent(ctx, "info", "applied the alerting provisioning to the Grafana host", {
         event: "alerts.configure",
         outcome: "applied",
@@ -279,9 +288,6 @@ export async function handleConfigureMessage(
   const desired = config?.desiredVersion ?? 0;
   // A newer change has its own message on the way (or has run already).
   if (m.version < desired) return "superseded";
-  if (config && config.appliedVersion === desired && m.attempt === 0 && m.waits === 0) {
-    return "unchanged";
-  }
   const instance = await getInstance(services, m.org, m.ref);
   if (!instance || instance.state === "Deleted") return "no_instance";
   if (LIVE_PROVISIONING.has(instance.state)) {

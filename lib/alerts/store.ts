@@ -25,6 +25,11 @@ export interface AlertConfig {
   appliedVersion: number | undefined;
   appliedHash: string | undefined;
   appliedAt: Date | undefined;
+  /**
+   * The instance operation (provision, heal, upgrade…) whose host the applied hash is known
+   * for: a host deployed by a later operation may not have it, so it is pushed (cheaply) again.
+   */
+  appliedOperationId: string | undefined;
   lastConfigError: string | undefined;
   lastConfigErrorAt: Date | undefined;
   /** Failed pushes of `desiredVersion` so far (the retry budget). */
@@ -42,6 +47,7 @@ interface AlertConfigEntity {
   appliedVersion?: number;
   appliedHash?: string;
   appliedAt?: Date;
+  appliedOperationId?: string;
   lastConfigError?: string;
   lastConfigErrorAt?: Date;
   pushFailures?: number;
@@ -72,6 +78,7 @@ function fromEntity(e: TableEntityResult<AlertConfigEntity>): AlertConfig {
     appliedVersion: e.appliedVersion ?? undefined,
     appliedHash: e.appliedHash || undefined,
     appliedAt: e.appliedAt ?? undefined,
+    appliedOperationId: e.appliedOperationId || undefined,
     lastConfigError: e.lastConfigError || undefined,
     lastConfigErrorAt: e.lastConfigErrorAt ?? undefined,
     pushFailures: e.pushFailures ?? 0,
@@ -88,6 +95,7 @@ function toEntity(c: AlertConfig): AlertConfigEntity {
     pushFailures: c.pushFailures,
     updatedAt: c.updatedAt,
     appliedHash: c.appliedHash ?? "",
+    appliedOperationId: c.appliedOperationId ?? "",
     lastConfigError: c.lastConfigError ?? "",
   };
   if (c.settings) e.settingsJson = JSON.stringify(c.settings);
@@ -118,6 +126,7 @@ export function emptyAlertConfig(org: string, ref: string, now: Date): AlertConf
     appliedVersion: undefined,
     appliedHash: undefined,
     appliedAt: undefined,
+    appliedOperationId: undefined,
     lastConfigError: undefined,
     lastConfigErrorAt: undefined,
     pushFailures: 0,
@@ -135,18 +144,23 @@ export async function updateAlertConfig(
   ref: string,
   decide: (current: AlertConfig, exists: boolean) => AlertConfig | undefined,
 ): Promise<{ config: AlertConfig; changed: boolean }> {
-  return retryOnConflict(async () => {
-    const existing = await getAlertConfig(services, org, ref);
-    const current = existing ?? emptyAlertConfig(org, ref, services.clock.now());
-    const next = decide(structuredClone(current), existing !== undefined);
-    if (!next) return { config: current, changed: false };
-    next.updatedAt = services.clock.now();
-    const entity = toEntity(next);
-    const etag = existing
-      ? (await table(services).updateEntity(entity, "Replace", { etag: existing.etag ?? "*" })).etag
-      : (await table(services).createEntity(entity)).etag;
-    return { config: { ...next, etag }, changed: true };
-  });
+  // A burst of edits of one instance races on its row: give each enough rounds.
+  return retryOnConflict(
+    async () => {
+      const existing = await getAlertConfig(services, org, ref);
+      const current = existing ?? emptyAlertConfig(org, ref, services.clock.now());
+      const next = decide(structuredClone(current), existing !== undefined);
+      if (!next) return { config: current, changed: false };
+      next.updatedAt = services.clock.now();
+      const entity = toEntity(next);
+      const etag = existing
+        ? (await table(services).updateEntity(entity, "Replace", { etag: existing.etag ?? "*" }))
+            .etag
+        : (await table(services).createEntity(entity)).etag;
+      return { config: { ...next, etag }, changed: true };
+    },
+    { rounds: 12 },
+  );
 }
 
 /** Every row (the daily recipient sweep), optionally of one org. */

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,9 +6,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 
-import { pruneDepartedRecipients } from "../../../lib/alerts/apply.js";
+import { pruneDepartedRecipients, requestConfigurePush } from "../../../lib/alerts/apply.js";
 import { decodeAlertingPushScript } from "../../../lib/grafana-host/alerting-push.js";
-import { getInstance } from "../../../lib/instances/store.js";
+import { getInstance, saveInstance } from "../../../lib/instances/store.js";
 import { notifyAddress, notifyUser } from "../../../lib/notifications/index.js";
 import { parseAlerting, prometheusRulesFromAlerting, ruleByUid } from "../../helpers/alerting.js";
 import { promtoolCheckRules, promtoolTestRules } from "../../helpers/system-tools.js";
@@ -233,6 +234,28 @@ describe("alert settings reach the running host", () => {
       ruleByUid(parseAlerting(hosts.provisioning(ref)?.document ?? ""), "supafana-postgres-down")
         .for,
     ).toBe("9m");
+  });
+
+  it("a host re-created by a later operation is given the desired alerting again; an up-to-date one is not", async () => {
+    const services = o.driver.services;
+    const before = pushesTo(ref).length;
+    expect(await requestConfigurePush(services, o.slug, ref)).toBe(false);
+    expect(await requestConfigurePush(services, o.slug, ref, { hostReplaced: true })).toBe(true);
+    await o.driver.drain();
+    expect(pushesTo(ref).length).toBe(before); // same host (same operation): nothing to push
+
+    // A heal or upgrade: a new operation deployed a new VM.
+    const i = await getInstance(services, o.slug, ref);
+    if (!i) throw new Error("no instance");
+    await saveInstance(services, { ...i, operationId: randomUUID() });
+    expect(await requestConfigurePush(services, o.slug, ref, { hostReplaced: true })).toBe(true);
+    await o.driver.drain();
+    expect(pushesTo(ref).length).toBe(before + 1);
+    const g = await o.client.get(`/api/projects/${ref}/grafana`);
+    expect(g.body).toMatchObject({
+      configVersion: { desired: 4, applied: 4 },
+      lastConfigError: null,
+    });
   });
 
   it("answers 404 for a project without an instance", async () => {
