@@ -386,3 +386,6 @@ export async function configStatus(
     lastConfigError: c?.lastConfigError ?? null,
   };
 }
+
+/** For the deploy step: the desired alerting as `renderCloudInit` input (see ./desired.ts). */
+export { alertingForDeploy } from "./desired.js";
