@@ -1,5 +1,6 @@
 /** Every function of the app, in one list: the Functions entry and the local host both use it. */
 import type { FunctionDefinition } from "../lib/functions.js";
+import { definitions as alerts } from "./alerts.js";
 import { definitions as auth } from "./auth.js";
 import { definitions as billing } from "./billing.js";
 import { definitions as gateway } from "./gateway.js";
@@ -19,6 +20,7 @@ export const allDefinitions: readonly FunctionDefinition[] = [
   ...me,
   ...projects,
   ...grafana,
+  ...alerts,
   ...billing,
   ...stripeWebhook,
   ...ops,

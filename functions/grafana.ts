@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 
+import { configStatus } from "../lib/alerts/apply.js";
 import { notFound } from "../lib/errors.js";
 import { defineHttp, type FunctionDefinition } from "../lib/functions.js";
 import { accepted, ok, projectRefSchema } from "../lib/http.js";
@@ -15,6 +16,7 @@ import { requestDeprovision, requestProvision } from "../lib/provisioning/api.js
 import { rotateInstanceKey } from "../lib/provisioning/key-rotation.js";
 import { RATE_LIMITS, enforceRateLimit } from "../lib/rate-limit.js";
 import { forbidden } from "../lib/errors.js";
+import { configVersionSchema, lastConfigErrorSchema } from "./alerts.js";
 
 const params = z.object({ ref: projectRefSchema });
 const route = "projects/{ref}/grafana";
@@ -71,12 +73,22 @@ export const definitions: FunctionDefinition[] = [
     summary: "The project's Grafana instance (the poll target).",
     tags: ["grafana"],
     params,
-    responses: { 200: { description: "The instance.", schema: instanceViewSchema } },
+    responses: {
+      200: {
+        description: "The instance, with the state of its alerting configuration.",
+        // Always present here; optional in the schema so the instance of the project list
+        // (which has no alerting state) stays a valid value of this shape for clients.
+        schema: instanceViewSchema.extend({
+          configVersion: configVersionSchema.optional(),
+          lastConfigError: lastConfigErrorSchema.optional(),
+        }),
+      },
+    },
     errors: [400, 401, 404],
     handler: async ({ services, caller: session, params: p }) => {
       const instance = await getInstance(services, session.org, p.ref);
       if (!instance) throw notFound("This project has no Grafana instance.");
-      return ok(toView(instance));
+      return ok({ ...toView(instance), ...(await configStatus(services, session.org, p.ref)) });
     },
   }),
   defineHttp({

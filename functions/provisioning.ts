@@ -2,8 +2,10 @@
 import { recordDeadLetter } from "../lib/dead-letters.js";
 import { defineQueue, type FunctionDefinition } from "../lib/functions.js";
 import { bodyAsJson } from "../lib/provisioning/messages.js";
-import { handleProvisioningDeadLetter } from "../lib/provisioning/engine.js";
-import { handleProvisioningQueueMessage } from "../lib/provisioning/queue.js";
+import {
+  handleProvisioningQueueDeadLetter,
+  handleProvisioningQueueMessage,
+} from "../lib/provisioning/queue.js";
 
 export const definitions: FunctionDefinition[] = [
   defineQueue({
@@ -20,8 +22,8 @@ export const definitions: FunctionDefinition[] = [
     subQueue: "deadLetter",
     isSessionsEnabled: false,
     handler: async (message, ctx, services) => {
-      await handleProvisioningDeadLetter(services, message, ctx);
-      // Kept for operators (GET /api/ops/dead-letters), after the operation was stopped.
+      await handleProvisioningQueueDeadLetter(services, message, ctx);
+      // Kept for operators (GET /api/ops/dead-letters), after what it drove was stopped.
       await recordDeadLetter(services, "provisioning", bodyAsJson(message), ctx);
     },
   }),

@@ -41,6 +41,8 @@ export class AppError extends Error {
   /** Retrying cannot help (e.g. Supabase refused the request), whatever the status says. */
   readonly permanent: boolean;
 }
+export const badRequest = (message: string, details?: Record<string, unknown>) =>
+  new AppError(400, "bad_request", message, details);
 export const forbidden = (message = "You may not do that.") =>
   new AppError(403, "forbidden", message);
 export const notFound = (message = "Not found.") => new AppError(404, "not_found", message);

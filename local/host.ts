@@ -29,6 +29,17 @@ function sandboxRoutes(platform: Platform) {
       res.end(JSON.stringify(platform.loops?.sent ?? []));
       return Promise.resolve(true);
     }
+    const grafana = /^\/_local\/grafana\/([a-z]{20})\/provisioning$/.exec(url.pathname);
+    if (grafana?.[1] && req.method === "GET" && platform.grafanaHosts) {
+      const pushed = platform.grafanaHosts.provisioning(grafana[1]);
+      res.writeHead(pushed ? 200 : 404, { "content-type": "application/json; charset=utf-8" });
+      res.end(
+        JSON.stringify(
+          pushed ?? { error: { code: "not_found", message: "Nothing pushed to this host yet." } },
+        ),
+      );
+      return Promise.resolve(true);
+    }
     return Promise.resolve(false);
   };
 }

@@ -20,6 +20,7 @@ import {
 import { startAzurite, type AzuriteHandle } from "./azurite.js";
 import { LOCAL, localGrafanaSessionKeys, localSecretKeys } from "./defaults.js";
 import { startLocalGateway } from "./gateway-standin.js";
+import { createSandboxGrafanaHosts, type SandboxGrafanaHosts } from "./grafana-hosts.js";
 import { startGrafanaStandIn } from "./grafana-standin.js";
 import { startServiceBusEmulator, type ServiceBusEmulator } from "./service-bus/index.js";
 import {
@@ -76,6 +77,8 @@ export interface Platform {
   arm?: ArmSimulator;
   /** The simulated gateway VM (with the ARM simulator): applied nginx config, probe answers. */
   gateway?: SandboxGateway;
+  /** The simulated Grafana VMs' alerting provisioning (with the ARM simulator). */
+  grafanaHosts?: SandboxGrafanaHosts;
   /** What was started, for the start-up banner. */
   started: Array<{ name: string; url: string }>;
   close(): Promise<void>;
@@ -212,8 +215,12 @@ export async function startPlatform(opts: PlatformOptions = {}): Promise<Platfor
       result.gateway = gateway;
       const platformClock = opts.clock;
       const simClock = platformClock ? () => platformClock.now().getTime() : undefined;
+      const grafanaHosts = createSandboxGrafanaHosts(
+        platformClock ? () => platformClock.now() : undefined,
+      );
+      result.grafanaHosts = grafanaHosts;
       const arm = await startArmSimulator({
-        runCommandExecutor: opts.runCommandExecutor ?? gateway.executor,
+        runCommandExecutor: grafanaHosts.executor(opts.runCommandExecutor ?? gateway.executor),
         secureParameters: ["cloudInit"],
         subscriptionId: LOCAL.subscriptionId,
         deploymentDelayMs: opts.deploymentDelayMs ?? 1500,

@@ -39,6 +39,8 @@ var tableNames = [
   'rateLimits'
   'deadLetters'
   'rollouts'
+  'alertConfigs'
+  'memberPreferences'
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -13,6 +13,7 @@ import { createHash, createHmac, hkdfSync, randomInt, timingSafeEqual } from "no
 
 import { AppError, notFound, tooManyRequests, toError } from "../errors.js";
 import { sendMail } from "../mail.js";
+import { recordVerifiedMember } from "../notifications/preferences.js";
 import type { Services } from "../services.js";
 import { getEntity, retryOnConflict, safeKey } from "../storage/tables.js";
 import { supabaseFor, type SupabaseMember } from "../supabase/client.js";
@@ -242,5 +243,6 @@ export async function confirmVerificationCode(
     emailMasked: member.email ? maskEmail(member.email) : null,
   };
   await bindUser(services, session.id, user);
+  await recordVerifiedMember(services, org, user.id);
   return user;
 }

@@ -15,7 +15,7 @@ import type { HttpRequest, InvocationContext } from "@azure/functions";
 import type Stripe from "stripe";
 
 import { AppError, statusOf } from "../errors.js";
-import { sendMail } from "../mail.js";
+import { notifyAddress } from "../notifications/index.js";
 import type { Services } from "../services.js";
 import { findOrgByCustomer, readBilling } from "./account.js";
 import { claimEvent, finishEvent, releaseEvent, type WebhookStatus } from "./events.js";
@@ -265,11 +265,11 @@ async function notifyPaymentFailed(
   const account = await readBilling(services, org);
   const grace = account ? graceEndsAt(account, services.config.BILLING_GRACE_HOURS) : undefined;
   try {
-    await sendMail(
-      services,
-      "paymentFailed",
+    await notifyAddress(services, {
+      org,
       email,
-      {
+      template: "paymentFailed",
+      data: {
         org,
         orgName: account?.name ?? org,
         amountDue: formatAmount(invoice.amount_due, invoice.currency),
@@ -277,8 +277,8 @@ async function notifyPaymentFailed(
         graceEndsAt: grace?.toISOString() ?? "",
         billingUrl: `${services.config.PUBLIC_BASE_URL}/billing`,
       },
-      `payment-failed:${invoice.id}`,
-    );
+      idempotencyKey: `payment-failed:${invoice.id}`,
+    });
   } catch (err) {
     // 409: this invoice's mail was already accepted (a redelivery after a crash).
     if (statusOf(err) !== 409) throw err;

@@ -1,6 +1,8 @@
 /**
  * Default alerts for a project, on the metrics the Supabase endpoint exports (node_exporter and
- * postgres_exporter names, every series labelled `supabase_project_ref`):
+ * postgres_exporter names, every series labelled `supabase_project_ref`). Which are on, their
+ * thresholds, `for` durations and the connection limit come from the per-instance settings
+ * (`alert-catalog.ts`); the defaults are:
  *
  * - CPU busy > 85 % for 10 min: `node_cpu_seconds_total` (1 - idle share across all cores).
  * - Memory available < 10 % for 10 min: `node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes`.
@@ -10,6 +12,11 @@
  * - Connections > 80 % of the project's max for 5 min: `pg_stat_database_num_backends`.
  * - Postgres down for 5 min: `pg_up == 0`, or `pg_up` absent (endpoint unreachable, key revoked,
  *   project paused).
+ * - Deadlocks: more than 0 in 5 min (`increase(pg_stat_database_deadlocks_total[5m])`).
+ *
+ * Every rule's `condition` names the threshold expression (`B`) it defines, and a disabled
+ * alert is rendered paused (`isPaused`) rather than left out: a rule missing from a provisioning
+ * file would linger in Grafana as it was.
  *
  * Each alert is one PromQL query yielding the measured value plus a comparison. The same
  * definitions render a Grafana unified-alerting provisioning file (what the host uses) and a
@@ -17,6 +24,7 @@
  */
 import { stringify } from "yaml";
 
+import { resolveAlertSettings } from "./alert-catalog.js";
 import type { GrafanaHostInput } from "./types.js";
 import { assertEmail, assertRef } from "./validate.js";
 import { PROMETHEUS_DATASOURCE_UID } from "./versions.js";
@@ -24,6 +32,10 @@ import { PROMETHEUS_DATASOURCE_UID } from "./versions.js";
 export type AlertSeverity = "warning" | "critical";
 
 export interface AlertDefinition {
+  /** Catalog id (the API's alert id). */
+  id: string;
+  /** Whether the rule evaluates (a disabled rule stays provisioned, paused). */
+  enabled: boolean;
   /** Grafana rule uid (stable across renders). */
   uid: string;
   /** Prometheus alert name. */
@@ -48,84 +60,127 @@ export const EMAIL_CONTACT_POINT = "supafana-email";
 
 export type AlertInput = Pick<
   GrafanaHostInput,
-  "ref" | "alertEmails" | "smtp" | "maxDbConnections"
+  "ref" | "alertEmails" | "smtp" | "maxDbConnections" | "alerts"
 >;
 
+const minutes = (n: number) => `${n}m`;
+const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? "" : "s"}`;
+
 export function defaultAlertDefinitions(
-  input: Pick<AlertInput, "ref" | "maxDbConnections">,
+  input: Pick<AlertInput, "ref" | "maxDbConnections" | "alerts">,
 ): AlertDefinition[] {
   const ref = assertRef(input.ref);
-  const maxConnections = input.maxDbConnections ?? 60;
-  if (!Number.isInteger(maxConnections) || maxConnections < 1) {
-    throw new Error(`maxDbConnections must be a positive integer, got ${maxConnections}`);
+  const maxDb = input.maxDbConnections;
+  if (maxDb !== undefined && (!Number.isInteger(maxDb) || maxDb < 1)) {
+    throw new Error(`maxDbConnections must be a positive integer, got ${maxDb}`);
   }
+  const settings = resolveAlertSettings(input.alerts, {
+    ...(maxDb !== undefined ? { maxConnections: maxDb } : {}),
+  });
+  const s = (id: string) => {
+    const v = settings[id];
+    if (!v) throw new Error(`no settings for alert ${id}`);
+    return { enabled: v.enabled, p: (name: string) => v.params[name] ?? 0 };
+  };
   const sel = `supabase_project_ref="${ref}"`;
   const fs = `${sel},mountpoint=~"/|/data",fstype!~"tmpfs|rootfs"`;
+  const cpu = s("high-cpu");
+  const mem = s("low-memory");
+  const disk = s("disk-full");
+  const conn = s("connections");
+  const down = s("postgres-down");
+  const dead = s("deadlocks");
+  const maxConnections = conn.p("maxConnections");
   return [
     {
+      id: "high-cpu",
+      enabled: cpu.enabled,
       uid: "supafana-cpu-busy",
       alert: "SupabaseCpuBusy",
-      title: "CPU busy above 85%",
+      title: "High CPU usage",
       query: `100 * (1 - avg(rate(node_cpu_seconds_total{${sel},mode="idle"}[5m])))`,
       op: "gt",
-      threshold: 85,
-      for: "10m",
+      threshold: cpu.p("threshold"),
+      for: minutes(cpu.p("for")),
       severity: "warning",
-      summary: `Database CPU of ${ref} has been above 85% for 10 minutes`,
+      summary: `Database CPU of ${ref} has been above ${cpu.p("threshold")}% for ${plural(cpu.p("for"), "minute")}`,
       description: "CPU busy is VALUE% (all cores).",
       noDataState: "OK",
     },
     {
+      id: "low-memory",
+      enabled: mem.enabled,
       uid: "supafana-memory-low",
       alert: "SupabaseMemoryLow",
-      title: "Available memory below 10%",
+      title: "Low available memory",
       query: `100 * sum(node_memory_MemAvailable_bytes{${sel}}) / sum(node_memory_MemTotal_bytes{${sel}})`,
       op: "lt",
-      threshold: 10,
-      for: "10m",
+      threshold: mem.p("threshold"),
+      for: minutes(mem.p("for")),
       severity: "critical",
-      summary: `Database server of ${ref} has had less than 10% memory available for 10 minutes`,
+      summary: `Database server of ${ref} has had less than ${mem.p("threshold")}% memory available for ${plural(mem.p("for"), "minute")}`,
       description: "Available memory is VALUE% of total.",
       noDataState: "OK",
     },
     {
+      id: "disk-full",
+      enabled: disk.enabled,
       uid: "supafana-disk-full",
       alert: "SupabaseDiskFull",
-      title: "Disk usage above 90%",
+      title: "Disk almost full",
       query: `max by (mountpoint) (100 * (1 - node_filesystem_avail_bytes{${fs}} / node_filesystem_size_bytes{${fs}}))`,
       op: "gt",
-      threshold: 90,
-      for: "5m",
+      threshold: disk.p("threshold"),
+      for: minutes(disk.p("for")),
       severity: "critical",
-      summary: `A disk of ${ref} is more than 90% full`,
+      summary: `A disk of ${ref} is more than ${disk.p("threshold")}% full`,
       description: "Filesystem MOUNTPOINT is VALUE% used.",
       noDataState: "OK",
     },
     {
+      id: "connections",
+      enabled: conn.enabled,
       uid: "supafana-connections",
       alert: "SupabaseConnectionsSaturated",
-      title: "Database connections above 80% of max",
+      title: "Database connections near the limit",
       query: `100 * sum(pg_stat_database_num_backends{${sel}}) / ${maxConnections}`,
       op: "gt",
-      threshold: 80,
-      for: "5m",
+      threshold: conn.p("threshold"),
+      for: minutes(conn.p("for")),
       severity: "warning",
-      summary: `Postgres of ${ref} is using more than 80% of its ${maxConnections} connections`,
+      summary: `Postgres of ${ref} is using more than ${conn.p("threshold")}% of its ${maxConnections} connections`,
       description: `Connections in use: VALUE% of ${maxConnections}.`,
       noDataState: "OK",
     },
     {
+      id: "postgres-down",
+      enabled: down.enabled,
       uid: "supafana-postgres-down",
       alert: "SupabasePostgresDown",
       title: "Postgres down",
       query: `(1 - min(pg_up{${sel}})) or absent(pg_up{${sel}})`,
       op: "gt",
       threshold: 0,
-      for: "5m",
+      for: minutes(down.p("for")),
       severity: "critical",
       summary: `Postgres of ${ref} is down, or its metrics have stopped arriving`,
-      description: "pg_up has been 0 or missing for 5 minutes.",
+      description: `pg_up has been 0 or missing for ${plural(down.p("for"), "minute")}.`,
       noDataState: "Alerting",
+    },
+    {
+      id: "deadlocks",
+      enabled: dead.enabled,
+      uid: "supafana-deadlocks",
+      alert: "SupabaseDeadlocks",
+      title: "Deadlocks",
+      query: `sum(increase(pg_stat_database_deadlocks_total{${sel}}[5m]))`,
+      op: "gt",
+      threshold: dead.p("threshold"),
+      for: minutes(dead.p("for")),
+      severity: "warning",
+      summary: `Postgres of ${ref} had more than ${plural(dead.p("threshold"), "deadlock")} in 5 minutes`,
+      description: "Deadlocks in the last 5 minutes: VALUE.",
+      noDataState: "OK",
     },
   ];
 }
@@ -196,7 +251,7 @@ export function renderAlertRules(input: AlertInput): string {
           noDataState: def.noDataState,
           execErrState: "Error",
           for: def.for,
-          isPaused: false,
+          isPaused: !def.enabled,
           labels: { severity: def.severity, supabase_project_ref: ref },
           annotations: {
             summary: def.summary,
@@ -235,28 +290,37 @@ export function renderAlertRules(input: AlertInput): string {
         repeat_interval: "4h",
       },
     ];
+  } else if (input.alerts !== undefined) {
+    // Managed settings with nobody to e-mail: take back what an earlier push provisioned (the
+    // policy first, then the contact point it routed to).
+    doc.resetPolicies = [1];
+    doc.deleteContactPoints = [{ orgId: 1, uid: EMAIL_CONTACT_POINT }];
   }
   return stringify(doc, { lineWidth: 0 });
 }
 
 /** The same alerts as a Prometheus rules file (used to validate the PromQL with promtool). */
-export function renderPrometheusRules(input: Pick<AlertInput, "ref" | "maxDbConnections">): string {
+export function renderPrometheusRules(
+  input: Pick<AlertInput, "ref" | "maxDbConnections" | "alerts">,
+): string {
   const ref = assertRef(input.ref);
   const doc = {
     groups: [
       {
         name: `supafana-${ref}`,
         interval: "1m",
-        rules: defaultAlertDefinitions(input).map((def) => ({
-          alert: def.alert,
-          expr: alertExpression(def),
-          for: def.for,
-          labels: { severity: def.severity },
-          annotations: {
-            summary: def.summary,
-            description: describe(def, "{{ humanize $value }}", "{{ $labels.mountpoint }}"),
-          },
-        })),
+        rules: defaultAlertDefinitions(input)
+          .filter((def) => def.enabled)
+          .map((def) => ({
+            alert: def.alert,
+            expr: alertExpression(def),
+            for: def.for,
+            labels: { severity: def.severity },
+            annotations: {
+              summary: def.summary,
+              description: describe(def, "{{ humanize $value }}", "{{ $labels.mountpoint }}"),
+            },
+          })),
       },
     ],
   };

@@ -319,6 +319,7 @@ function writeFiles(r: ResolvedInput): WriteFile[] {
         alertEmails: r.alertEmails,
         smtp: r.smtp,
         maxDbConnections: r.maxDbConnections,
+        ...(r.alerts ? { alerts: r.alerts } : {}),
       }),
     ),
     plainFile(`/etc/systemd/system/${UNITS.prometheus}`, prometheusUnit(r)),

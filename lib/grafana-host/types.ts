@@ -1,3 +1,5 @@
+import type { AlertSettingsPatch } from "./alert-catalog.js";
+
 export interface SmtpSettings {
   host: string;
   port: number;
@@ -24,6 +26,12 @@ export interface GrafanaHostInput {
   /** When set (and alertEmails is not empty), alerts are emailed through this server. */
   smtp?: SmtpSettings;
   alertEmails: string[];
+  /**
+   * Per-instance alert settings (which default alerts are on, thresholds, `for`, connection
+   * limit), any subset of the catalog (`alert-catalog.ts`); absent: the defaults. When given,
+   * the rendered provisioning also removes the e-mail contact point if there is no address.
+   */
+  alerts?: AlertSettingsPatch;
   /** The project's max client connections, for the saturation alert; default 60. */
   maxDbConnections?: number;
   /** Pinned, versioned URL of the Supabase dashboard JSON. */

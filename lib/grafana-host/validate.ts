@@ -3,6 +3,7 @@
  * files, systemd units and shell scripts, so anything that could break out of its place (line
  * breaks, quotes, shell metacharacters) is rejected rather than escaped.
  */
+import { resolveAlertSettings, type AlertSettings } from "./alert-catalog.js";
 import { GrafanaHostInputError, type GrafanaHostInput } from "./types.js";
 import { GRAFANA_IMAGE, PROMETHEUS_IMAGE, SUPABASE_DASHBOARD_URL } from "./versions.js";
 
@@ -93,6 +94,8 @@ export interface ResolvedInput {
     | undefined;
   alertEmails: string[];
   maxDbConnections: number;
+  /** Resolved per-instance alert settings, when the caller manages them. */
+  alerts: AlertSettings | undefined;
   dashboardUrl: string;
   dashboardSha256: string | undefined;
   images: { grafana: string; prometheus: string };
@@ -157,6 +160,10 @@ export function resolveInput(input: GrafanaHostInput): ResolvedInput {
     };
   }
   const alertEmails = [...new Set(input.alertEmails.map(assertEmail))].sort();
+  const alerts =
+    input.alerts === undefined
+      ? undefined
+      : resolveAlertSettings(input.alerts, { maxConnections: maxDbConnections });
 
   return {
     ref,
@@ -167,6 +174,7 @@ export function resolveInput(input: GrafanaHostInput): ResolvedInput {
     smtp,
     alertEmails,
     maxDbConnections,
+    alerts,
     dashboardUrl,
     dashboardSha256: input.dashboardSha256,
     images,

@@ -13,9 +13,10 @@ import { requestGatewaySync } from "../gateway/consumer.js";
 import type { FollowUp } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
 import { trySaveInstance } from "../instances/store.js";
-import { sendMail, type MailTemplate } from "../mail.js";
+import { requestConfigurePush } from "../alerts/apply.js";
+import type { MailTemplate } from "../mail.js";
+import { notifyUser } from "../notifications/index.js";
 import type { Services } from "../services.js";
-import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
 import { instanceUrl } from "./grafana-admin.js";
 import { kickRollout } from "./rollout.js";
@@ -108,6 +109,8 @@ async function runFollowUp(
       });
       return;
     case "configure":
+      // The host was (re)created from cloud-init: make sure it serves the desired alerting.
+      await requestConfigurePush(services, i.org, i.ref, { hostReplaced: true });
       return;
     case "rollout":
       await kickRollout(services, `after:${i.operationId}`);
@@ -115,7 +118,7 @@ async function runFollowUp(
   }
 }
 
-/** E-mails whoever asked for the instance, once per operation and template. */
+/** E-mails whoever asked for the instance (if they want it), once per operation and template. */
 async function notifyRequester(
   services: Services,
   ctx: InvocationContext,
@@ -124,20 +127,18 @@ async function notifyRequester(
   data: Record<string, string>,
 ): Promise<void> {
   if (!i.requestedBy) return;
-  const members = await supabaseFor(services, i.org).listMembers();
-  const email = members.find((m) => m.userId === i.requestedBy)?.email;
-  if (!email) return;
-  const sent = await sendMail(
-    services,
+  const outcome = await notifyUser(services, {
+    org: i.org,
+    userId: i.requestedBy,
     template,
-    email,
-    { projectRef: i.ref, projectName: i.projectName ?? i.ref, ...data },
-    `${template}:${i.operationId}`,
-  );
-  if (sent === "no_template")
-    logEvent(ctx, "info", `no e-mail template configured for ${template}`, {
-      event: "mail.no_template",
+    data: { projectRef: i.ref, projectName: i.projectName ?? i.ref, ...data },
+    idempotencyKey: `${template}:${i.operationId}`,
+  });
+  if (outcome !== "sent")
+    logEvent(ctx, "info", `${template} e-mail not sent: ${outcome}`, {
+      event: "mail.skipped",
       template,
       ref: i.ref,
+      outcome,
     });
 }

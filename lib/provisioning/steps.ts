@@ -12,6 +12,7 @@
  */
 import type { InvocationContext } from "@azure/functions";
 
+import { alertingForDeploy, smtpFromConfig } from "../alerts/desired.js";
 import {
   deleteDeployment,
   deleteDnsRecord,
@@ -41,12 +42,10 @@ import {
   requestGatewaySync,
 } from "../gateway/consumer.js";
 import { readGatewayState } from "../gateway/state.js";
-import type { GrafanaHostInput } from "../grafana-host/index.js";
 import { hostVersionOf } from "../grafana-host/versions.js";
 import type { StepId, StepResult } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
 import type { Services } from "../services.js";
-import { supabaseFor } from "../supabase/client.js";
 import {
   decryptPassword,
   encryptPassword,
@@ -187,42 +186,11 @@ function removalResult(removal: Removal): StepResult {
   return { kind: "wait", why: removal.why };
 }
 
-/** The e-mail address of whoever asked for the operation, when Supabase knows it. */
-async function requesterEmail(env: StepEnv): Promise<string | undefined> {
-  const i = env.instance;
-  if (!i.requestedBy) return undefined;
-  try {
-    const members = await supabaseFor(env.services, i.org).listMembers();
-    return members.find((m) => m.userId === i.requestedBy)?.email ?? undefined;
-  } catch (err) {
-    logEvent(env.ctx, "warn", "could not look up the requester's e-mail", {
-      event: "provisioning.email_lookup_failed",
-      operationId: i.operationId,
-      ref: i.ref,
-      org: i.org,
-      error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
-    });
-    return undefined;
-  }
-}
-
 // ----- provision ---------------------------------------------------------------------------
 
 /** After a failed attempt: remove the host it left behind (the data disk stays). */
 const cleanup: Step = async (env) =>
   removalResult(await removeHost(env.services, env.instance.ref));
-
-function smtpSettings(services: Services): GrafanaHostInput["smtp"] {
-  const c = services.config;
-  if (!c.SMTP_HOST || !c.SMTP_USER || !c.SMTP_PASSWORD || !c.SMTP_FROM_ADDRESS) return undefined;
-  return {
-    host: c.SMTP_HOST,
-    port: c.SMTP_PORT,
-    user: c.SMTP_USER,
-    password: c.SMTP_PASSWORD,
-    fromAddress: c.SMTP_FROM_ADDRESS,
-  };
-}
 
 /**
  * How long a recorded deployment request counts as in flight. A PUT ends (answered or timed
@@ -304,14 +272,15 @@ const deploy: Step = async (env) => {
     passwordSecret = await encryptPassword(services, i.org, i.ref, password);
   }
   env.secrets.push(password);
-  const smtp = smtpSettings(services);
+  const smtp = smtpFromConfig(services);
   if (smtp) env.secrets.push(smtp.password);
 
   // Minted (or found again, under this operation's name) at deploy time, handed to ARM only
   // inside the @secure() cloudInit parameter; the row keeps its id.
   const key = await mintOrReuseKey(services, i, keyNameFor(i.operationId), i.keyId);
   env.secrets.push(key.value);
-  const email = await requesterEmail(env);
+  // The alerting the org wants (rules, recipients), so the host boots serving it.
+  const { alerts, alertEmails } = await alertingForDeploy(services, i, env.ctx);
 
   // Loaded here: only this step renders host documents (and needs the YAML library).
   const { GrafanaHostInputError, renderCloudInit } = await import("../grafana-host/index.js");
@@ -323,7 +292,8 @@ const deploy: Step = async (env) => {
       serviceRoleKey: key.value,
       grafanaAdminPassword: password,
       gatewayPrivateIp: services.config.GATEWAY_PRIVATE_IP,
-      alertEmails: email ? [email] : [],
+      alerts,
+      alertEmails,
       ...(smtp ? { smtp } : {}),
     });
   } catch (err) {

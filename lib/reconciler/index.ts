@@ -11,6 +11,7 @@
  * - starts the daily incremental snapshot of every Running instance's data disk and deletes
  *   snapshots past `SNAPSHOT_RETENTION_DAYS` (the newest of a project is always kept);
  * - nudges a running rollout (stragglers, a lost nudge);
+ * - once a day, drops alert recipients who left their Supabase org;
  * - deletes Azure resources tagged `supafana-ref` (and our DNS records) whose project has no
  *   instance (orphans), each resource on its own;
  * - deletes Supafana-named Supabase keys no instance holds, and rotates old dedicated keys;
@@ -46,7 +47,7 @@ import {
   patchInstance,
   trySaveInstance,
 } from "../instances/store.js";
-import { sendMail } from "../mail.js";
+import { notifyUser } from "../notifications/index.js";
 import { healthUrl, instanceUrl, probe } from "../provisioning/grafana-admin.js";
 import { isStuck, redrive, requestDeprovision, startReplacement } from "../provisioning/api.js";
 import { runPendingFollowUps } from "../provisioning/follow-ups.js";
@@ -54,11 +55,17 @@ import { keyRotationDue, rotateInstanceKey } from "../provisioning/key-rotation.
 import { kickRollout } from "../provisioning/rollout.js";
 import { removeAllResources } from "../provisioning/steps.js";
 import type { Services } from "../services.js";
-import { supabaseFor } from "../supabase/client.js";
 import { logEvent } from "../telemetry.js";
 import { purgeExpiredRows as sweepExpiredRows } from "../expired-rows.js";
 import { sweepOrphanKeys } from "./keys.js";
-import { healthVerdict, snapshotName, snapshotsToDelete, SNAPSHOT_EVERY_MS } from "./rules.js";
+import {
+  healthVerdict,
+  isDailyRun,
+  snapshotName,
+  snapshotsToDelete,
+  SNAPSHOT_EVERY_MS,
+} from "./rules.js";
+import { pruneDepartedRecipients } from "../alerts/apply.js";
 
 /** Key rotations per run: each waits for a scrape on its host (up to a few minutes). */
 export const KEY_ROTATIONS_PER_RUN = 1;
@@ -81,6 +88,8 @@ export interface ReconcilerReport {
   snapshotsStarted: number;
   snapshotsDeleted: number;
   rolloutNudged: boolean;
+  /** Instances whose alert recipients lost members who left the org (daily). */
+  recipientsPruned: number;
   taggedResources: number;
   orphanRefs: number;
   /** Deletes of orphaned resources this run started (never ones started by an earlier run). */
@@ -146,6 +155,7 @@ export async function runReconciler(
     snapshotsStarted: 0,
     snapshotsDeleted: 0,
     rolloutNudged: false,
+    recipientsPruned: 0,
     taggedResources: 0,
     orphanRefs: 0,
     orphanDeletesStarted: 0,
@@ -337,6 +347,11 @@ export async function runReconciler(
     }
   });
 
+  await part("recipients", async () => {
+    if (!isDailyRun(now)) return;
+    report.recipientsPruned = (await pruneDepartedRecipients(services, ctx)).pruned;
+  });
+
   await part("rollout", async () => {
     report.rolloutNudged = await kickRollout(services, `reconcile:${now.getTime()}`);
   });
@@ -429,21 +444,20 @@ async function remindTrial(
   i: Instance,
 ): Promise<boolean> {
   if (!i.requestedBy || !i.trialEndsAt) return false;
-  const members = await supabaseFor(services, i.org).listMembers();
-  const email = members.find((m) => m.userId === i.requestedBy)?.email;
-  if (!email) return false;
-  await sendMail(
-    services,
-    "trialEnding",
-    email,
-    {
+  const outcome = await notifyUser(services, {
+    org: i.org,
+    userId: i.requestedBy,
+    template: "trialEnding",
+    data: {
       projectRef: i.ref,
       projectName: i.projectName ?? i.ref,
       url: instanceUrl(services, i.ref),
       trialEndsAt: i.trialEndsAt.toISOString(),
     },
-    `trialEnding:${i.ref}:${i.trialEndsAt.getTime()}`,
-  );
+    idempotencyKey: `trialEnding:${i.ref}:${i.trialEndsAt.getTime()}`,
+  });
+  // Not a member any more, or no address: nothing to remind (opted out counts as reminded).
+  if (outcome === "not_a_member" || outcome === "no_email") return false;
   if (!(await trySaveInstance(services, { ...i, trialReminderSentAt: services.clock.now() }))) {
     logEvent(
       ctx,

@@ -67,3 +67,6 @@ export function snapshotsToDelete(
   }
   return snapshots.filter((s) => s.createdAt.getTime() < cutoff && newest.get(s.ref) !== s);
 }
+
+/** The run that does the daily work: the one in the first 5 minutes after 03:00 UTC. */
+export const isDailyRun = (now: Date) => now.getUTCHours() === 3 && now.getUTCMinutes() < 5;

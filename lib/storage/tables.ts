@@ -22,6 +22,8 @@ export const TABLE_NAMES = [
   "rateLimits",
   "deadLetters",
   "rollouts",
+  "alertConfigs",
+  "memberPreferences",
 ] as const;
 export type TableName = (typeof TABLE_NAMES)[number];
 

@@ -237,7 +237,14 @@ export async function benchProvisioning(
     const supa = supabase.stats();
     figures["Supabase Management API calls per provision"] =
       `${(supa.managementCalls / PROJECTS).toFixed(2)} (${JSON.stringify(supa.byRoute)})`;
-    Object.assign(figures, await upgradeFigures(host.url, platform, orgs.map((o) => o.slug)));
+    Object.assign(
+      figures,
+      await upgradeFigures(
+        host.url,
+        platform,
+        orgs.map((o) => o.slug),
+      ),
+    );
     Object.assign(figures, renderFigures());
   } finally {
     await local.close();

@@ -2,6 +2,7 @@
  * `npm run bench`: measures the targets the issues set and prints the figures.
  * Each section starts its own local platform (in-memory Azurite, emulator, simulators).
  */
+import { benchAlerts } from "./alerts.js";
 import { benchConnect } from "./connect.js";
 import { benchGatewaySignin } from "./gateway-signin.js";
 import { benchPlatform } from "./platform.js";
@@ -20,6 +21,7 @@ const sections: Section[] = [
   ["Reconciler", benchReconciler],
   ["Web app", benchWeb],
   ["Grafana sign-in", benchGatewaySignin],
+  ["Managed alerts", benchAlerts],
 ];
 
 const only = process.argv.slice(2).map((s) => s.toLowerCase());

@@ -188,6 +188,28 @@ describe("alert expressions under the real promtool", () => {
         alertname: "SupabasePostgresDown",
         exp: [],
       },
+      {
+        name: "a deadlock every minute",
+        series: [
+          {
+            series: `pg_stat_database_deadlocks_total{${sel},datname="postgres"}`,
+            values: "0+1x40",
+          },
+        ],
+        alertname: "SupabaseDeadlocks",
+        exp: [alert("SupabaseDeadlocks", {}, "Deadlocks in the last 5 minutes: 5.")],
+      },
+      {
+        name: "no deadlocks",
+        series: [
+          {
+            series: `pg_stat_database_deadlocks_total{${sel},datname="postgres"}`,
+            values: flat(3),
+          },
+        ],
+        alertname: "SupabaseDeadlocks",
+        exp: [],
+      },
     ];
     const unitTests = {
       rule_files: [rulesFile],
@@ -261,6 +283,7 @@ describe("renderAlertRules (Grafana provisioning)", () => {
         severity: "warning",
       },
       { alert: "SupabasePostgresDown", op: "gt", threshold: 0, for: "5m", severity: "critical" },
+      { alert: "SupabaseDeadlocks", op: "gt", threshold: 0, for: "1m", severity: "warning" },
     ]);
     expect(byAlert("SupabaseMemoryLow").query).toContain("node_memory_MemAvailable_bytes");
     expect(rules.find((r) => r.uid === "supafana-postgres-down")?.noDataState).toBe("Alerting");

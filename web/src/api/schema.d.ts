@@ -138,6 +138,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's e-mail preferences (all on by default). */
+        get: operations["notificationsGet"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change some of the caller's e-mail preferences. */
+        patch: operations["notificationsPatch"];
+        trace?: never;
+    };
     "/api/me/verification": {
         parameters: {
             query?: never;
@@ -441,6 +459,42 @@ export interface paths {
         post?: never;
         /** Deprovision the project's Grafana: every Azure resource, the DNS record and the route. */
         delete: operations["grafanaDeprovision"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{ref}/grafana/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The project's default alerts: which are on and their parameters. */
+        get: operations["alertsGet"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Turn default alerts on or off and change their parameters (Owner or Administrator); applied to the Grafana host in the background. */
+        patch: operations["alertsPatch"];
+        trace?: never;
+    };
+    "/api/projects/{ref}/grafana/recipients": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who gets the project's alert e-mail, and the members who could. */
+        get: operations["recipientsGet"];
+        /** Set who gets alert e-mail (the whole list). Owners and Administrators may set any verified members; anyone may add or remove themselves. */
+        put: operations["recipientsPut"];
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1016,6 +1070,183 @@ export interface operations {
             };
             /** @description Unexpected failure; the message carries a reference to the logs. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    notificationsGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Preferences. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        preferences: {
+                            instanceReady: boolean;
+                            trialEnding: boolean;
+                            paymentFailed: boolean;
+                            instanceDeleted: boolean;
+                        };
+                        /** @description E-mails that are always sent. */
+                        always: string[];
+                    };
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    notificationsPatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    preferences: {
+                        instanceReady?: boolean;
+                        trialEnding?: boolean;
+                        paymentFailed?: boolean;
+                        instanceDeleted?: boolean;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Preferences. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        preferences: {
+                            instanceReady: boolean;
+                            trialEnding: boolean;
+                            paymentFailed: boolean;
+                            instanceDeleted: boolean;
+                        };
+                        /** @description E-mails that are always sent. */
+                        always: string[];
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2487,7 +2718,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The instance. */
+            /** @description The instance, with the state of its alerting configuration. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2517,6 +2748,15 @@ export interface operations {
                         hostVersion: string | null;
                         /** @description When the host was last replaced automatically because it stopped answering. */
                         healedAt: string | null;
+                        /** @description Desired vs applied version of the host's alerting configuration. */
+                        configVersion?: {
+                            /** @description Goes up with every change of alerts or recipients. */
+                            desired: number;
+                            /** @description The version the Grafana host last confirmed; null before the first push. */
+                            applied: number | null;
+                        };
+                        /** @description Why the last push to the Grafana host failed (it keeps the previous configuration). */
+                        lastConfigError?: string | null;
                     };
                 };
             };
@@ -2776,6 +3016,497 @@ export interface operations {
             };
             /** @description Unexpected failure; the message carries a reference to the logs. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    alertsGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The alert settings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ref: string;
+                        alerts: {
+                            /** @description Stable id of a default alert definition. */
+                            id: string;
+                            title: string;
+                            description: string;
+                            enabled: boolean;
+                            params: {
+                                name: string;
+                                label: string;
+                                unit: string;
+                                value: number;
+                                default: number;
+                                min: number;
+                                max: number;
+                                step: number;
+                            }[];
+                        }[];
+                        /** @description Desired vs applied version of the host's alerting configuration. */
+                        configVersion: {
+                            /** @description Goes up with every change of alerts or recipients. */
+                            desired: number;
+                            /** @description The version the Grafana host last confirmed; null before the first push. */
+                            applied: number | null;
+                        };
+                        /** @description Why the last push to the Grafana host failed (it keeps the previous configuration). */
+                        lastConfigError: string | null;
+                        /** @description The caller is an Owner or Administrator of the organization. */
+                        canEdit: boolean;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    alertsPatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    alerts: {
+                        [key: string]: {
+                            enabled?: boolean;
+                            params?: {
+                                [key: string]: number;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description The alert settings with the new desired version. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ref: string;
+                        alerts: {
+                            /** @description Stable id of a default alert definition. */
+                            id: string;
+                            title: string;
+                            description: string;
+                            enabled: boolean;
+                            params: {
+                                name: string;
+                                label: string;
+                                unit: string;
+                                value: number;
+                                default: number;
+                                min: number;
+                                max: number;
+                                step: number;
+                            }[];
+                        }[];
+                        /** @description Desired vs applied version of the host's alerting configuration. */
+                        configVersion: {
+                            /** @description Goes up with every change of alerts or recipients. */
+                            desired: number;
+                            /** @description The version the Grafana host last confirmed; null before the first push. */
+                            applied: number | null;
+                        };
+                        /** @description Why the last push to the Grafana host failed (it keeps the previous configuration). */
+                        lastConfigError: string | null;
+                        /** @description The caller is an Owner or Administrator of the organization. */
+                        canEdit: boolean;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. `bad_request`: an unknown alert id or parameter, or a value outside [min, max] (named in the message). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. `forbidden`: the caller is not an Owner or Administrator. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    recipientsGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Recipients and members. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ref: string;
+                        recipients: {
+                            userId: string;
+                            email: string | null;
+                            name: string;
+                            role: string;
+                        }[];
+                        members: {
+                            userId: string;
+                            email: string | null;
+                            name: string;
+                            role: string;
+                            /** @description Has identified themselves by e-mail; only they can be recipients. */
+                            verified: boolean;
+                            recipient: boolean;
+                        }[];
+                        /** @description Desired vs applied version of the host's alerting configuration. */
+                        configVersion: {
+                            /** @description Goes up with every change of alerts or recipients. */
+                            desired: number;
+                            /** @description The version the Grafana host last confirmed; null before the first push. */
+                            applied: number | null;
+                        };
+                        canEditOthers: boolean;
+                        /** @description The caller's user id. */
+                        me: string;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    recipientsPut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ref: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    userIds: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Recipients and members. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        ref: string;
+                        recipients: {
+                            userId: string;
+                            email: string | null;
+                            name: string;
+                            role: string;
+                        }[];
+                        members: {
+                            userId: string;
+                            email: string | null;
+                            name: string;
+                            role: string;
+                            /** @description Has identified themselves by e-mail; only they can be recipients. */
+                            verified: boolean;
+                            recipient: boolean;
+                        }[];
+                        /** @description Desired vs applied version of the host's alerting configuration. */
+                        configVersion: {
+                            /** @description Goes up with every change of alerts or recipients. */
+                            desired: number;
+                            /** @description The version the Grafana host last confirmed; null before the first push. */
+                            applied: number | null;
+                        };
+                        canEditOthers: boolean;
+                        /** @description The caller's user id. */
+                        me: string;
+                    };
+                };
+            };
+            /** @description The request is malformed or fails validation. `bad_request`: an id that is not a verified member of the organization. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid session (or function key). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed: foreign Origin, another organization's resource, or an unverified user. `forbidden`: a non-admin changed someone other than themselves. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request body is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unexpected failure; the message carries a reference to the logs. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An upstream service (Supabase, Stripe, Azure) failed. */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
