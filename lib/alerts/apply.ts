@@ -140,9 +140,13 @@ function retryDelayMs(services: Services, attempt: number): number {
   return Math.min(base * 2 ** attempt, 5 * 60_000);
 }
 
+/**
+ * Records that the host of `instance`'s current operation serves `version` (pushed, or given by
+ * cloud-init at boot: see `confirmBootedAlerting`).
+ */
 async function recordApplied(
   services: Services,
-  instance: Instance,
+  instance: Pick<Instance, "org" | "ref" | "operationId">,
   version: number,
   hash: string,
 ): Promise<void> {
@@ -159,6 +163,23 @@ async function recordApplied(
       pushFailures: 0,
     };
   });
+}
+
+/**
+ * A host that reached Running serves the alerting cloud-init gave it (the version and hash the
+ * deploy recorded on the instance): record that as applied, then push only if the desired
+ * configuration moved on meanwhile. A host whose boot configuration is not known (its deployment
+ * was adopted after a crash) is pushed to (the host answers "unchanged" if it has it).
+ */
+export async function confirmBootedAlerting(
+  services: Services,
+  instance: Pick<Instance, "org" | "ref" | "operationId">,
+  booted: { version: number; hash: string } | undefined,
+): Promise<boolean> {
+  if (!booted)
+    return requestConfigurePush(services, instance.org, instance.ref, { hostReplaced: true });
+  await recordApplied(services, instance, booted.version, booted.hash);
+  return requestConfigurePush(services, instance.org, instance.ref);
 }
 
 async function recordFailure(

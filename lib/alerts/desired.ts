@@ -132,7 +132,9 @@ export async function alertingForDeploy(
   services: Services,
   instance: Instance,
   ctx?: InvocationContext,
-): Promise<Required<Pick<GrafanaHostInput, "alerts" | "alertEmails">> & { version: number }> {
+): Promise<
+  Required<Pick<GrafanaHostInput, "alerts" | "alertEmails">> & { version: number; hash: string }
+> {
   const d = await readDesiredAlerting(services, instance, ctx);
-  return { alerts: d.settings, alertEmails: d.alertEmails, version: d.version };
+  return { alerts: d.settings, alertEmails: d.alertEmails, version: d.version, hash: d.hash };
 }

@@ -72,6 +72,9 @@ export interface Instance {
   pendingHostVersion?: string | undefined;
   /** The template spec version the current operation deploys (unset: the configured one). */
   templateSpecId?: string | undefined;
+  /** The alerting configuration (version, hash) cloud-init gave the host this operation deploys. */
+  bootAlertingVersion?: number | undefined;
+  bootAlertingHash?: string | undefined;
   /** When the host was last replaced because it stopped answering. */
   healedAt?: Date | undefined;
   /** When the newest daily snapshot of the data disk was started. */

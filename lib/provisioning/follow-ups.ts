@@ -13,7 +13,7 @@ import { requestGatewaySync } from "../gateway/consumer.js";
 import type { FollowUp } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
 import { trySaveInstance } from "../instances/store.js";
-import { requestConfigurePush } from "../alerts/apply.js";
+import { confirmBootedAlerting } from "../alerts/apply.js";
 import type { MailTemplate } from "../mail.js";
 import { notifyUser } from "../notifications/index.js";
 import type { Services } from "../services.js";
@@ -110,7 +110,13 @@ async function runFollowUp(
       return;
     case "configure":
       // The host was (re)created from cloud-init: make sure it serves the desired alerting.
-      await requestConfigurePush(services, i.org, i.ref, { hostReplaced: true });
+      await confirmBootedAlerting(
+        services,
+        i,
+        i.bootAlertingHash !== undefined && i.bootAlertingVersion !== undefined
+          ? { version: i.bootAlertingVersion, hash: i.bootAlertingHash }
+          : undefined,
+      );
       return;
     case "rollout":
       await kickRollout(services, `after:${i.operationId}`);

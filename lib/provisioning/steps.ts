@@ -225,6 +225,9 @@ const deploy: Step = async (env) => {
       deploymentId: deploymentId(services, i.ref),
       vmName: vmNameFor(i.ref),
       pendingHostVersion: hostVersionOf(templateSpecId),
+      // Known only when this run rendered cloud-init (not when it adopted a deployment).
+      bootAlertingVersion: undefined,
+      bootAlertingHash: undefined,
       deploymentRequestOperationId: undefined,
       deploymentRequestedAt: undefined,
       ...patch,
@@ -280,7 +283,7 @@ const deploy: Step = async (env) => {
   const key = await mintOrReuseKey(services, i, keyNameFor(i.operationId), i.keyId);
   env.secrets.push(key.value);
   // The alerting the org wants (rules, recipients), so the host boots serving it.
-  const { alerts, alertEmails } = await alertingForDeploy(services, i, env.ctx);
+  const alerting = await alertingForDeploy(services, i, env.ctx);
 
   // Loaded here: only this step renders host documents (and needs the YAML library).
   const { GrafanaHostInputError, renderCloudInit } = await import("../grafana-host/index.js");
@@ -292,8 +295,8 @@ const deploy: Step = async (env) => {
       serviceRoleKey: key.value,
       grafanaAdminPassword: password,
       gatewayPrivateIp: services.config.GATEWAY_PRIVATE_IP,
-      alerts,
-      alertEmails,
+      alerts: alerting.alerts,
+      alertEmails: alerting.alertEmails,
       ...(smtp ? { smtp } : {}),
     });
   } catch (err) {
@@ -338,7 +341,11 @@ const deploy: Step = async (env) => {
     await settleRequest(env);
     return { kind: "wait", why: "an earlier deployment of this project is still running" };
   }
-  return done(restoreFrom ? { restoredFromSnapshot: restoreFrom } : {});
+  return done({
+    bootAlertingVersion: alerting.version,
+    bootAlertingHash: alerting.hash,
+    ...(restoreFrom ? { restoredFromSnapshot: restoreFrom } : {}),
+  });
 };
 
 /** Clears the recorded deployment request once its PUT has returned. */

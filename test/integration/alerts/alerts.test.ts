@@ -56,7 +56,9 @@ describe("alert settings reach the running host", () => {
   }, 60_000);
 
   it("toggling an alert and changing a threshold makes one run command with exactly the new rules (promtool)", async () => {
+    // Reaching Running cost no push: the host booted with the desired alerting.
     const before = pushesTo(ref).length;
+    expect(before).toBe(0);
     const res = await patch(o, ref, {
       alerts: {
         "high-cpu": { params: { threshold: 70, for: 2 } },
@@ -65,7 +67,8 @@ describe("alert settings reach the running host", () => {
     });
     expect(res.status, res.text).toBe(202);
     const body = res.body as AlertsBody;
-    expect(body.configVersion).toEqual({ desired: 1, applied: null });
+    // The host booted with version 0 (what cloud-init carried), recorded once it was Running.
+    expect(body.configVersion).toEqual({ desired: 1, applied: 0 });
     expect(body.canEdit).toBe(true);
     // Scheduled a couple of seconds out, on the project's session.
     const sent = o.driver.configureSent().at(-1);
@@ -438,7 +441,7 @@ describe("notification preferences", () => {
         paymentFailed: true,
         instanceDeleted: true,
       },
-      always: ["verificationCode"],
+      always: ["verificationCode", "instanceFailed"],
     });
     const res = await o.client.request("PATCH", "/api/me/notifications", {
       body: { preferences: { instanceReady: false } },
