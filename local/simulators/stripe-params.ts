@@ -15,8 +15,6 @@ export const ALLOWED_PARAMS = {
   customerUpdate: set(
     "address balance business_name cash_balance default_source description email expand individual_name invoice_prefix invoice_settings metadata name next_invoice_sequence phone preferred_locales shipping source tax tax_exempt validate",
   ),
-  customerList: set(`${PAGINATION} created email test_clock`),
-  customerSearch: set("query expand limit page"),
   expandOnly: set("expand"),
   checkoutCreate: set(
     "adaptive_pricing after_expiration allow_promotion_codes allowed_payment_method_types automatic_tax billing_address_collection branding_settings cancel_url client_reference_id consent_collection currency custom_fields custom_text customer customer_account customer_creation customer_email customer_update discounts excluded_payment_method_types expand expires_at integration_identifier invoice_creation line_items locale managed_payments metadata mode name_collection optional_items origin_context payment_intent_data payment_method_collection payment_method_configuration payment_method_data payment_method_options permissions phone_number_collection redirect_on_completion return_url saved_payment_method_options setup_intent_data shipping_address_collection shipping_options submit_type subscription_data success_url tax_id_collection ui_mode wallet_options",
@@ -24,28 +22,13 @@ export const ALLOWED_PARAMS = {
   portalCreate: set(
     "after_expiration configuration customer customer_account expand flow_data locale on_behalf_of return_url",
   ),
-  subscriptionCreate: set(
-    "add_invoice_items application_fee_percent automatic_tax backdate_start_date billing_cycle_anchor billing_cycle_anchor_config billing_mode billing_schedules billing_thresholds cancel_at cancel_at_period_end collection_method currency customer customer_account days_until_due default_payment_method default_source default_tax_rates description discounts expand invoice_settings items metadata off_session on_behalf_of payment_behavior payment_settings pending_invoice_item_interval proration_behavior transfer_data trial_end trial_from_plan trial_period_days trial_settings",
-  ),
   subscriptionUpdate: set(
     "add_invoice_items application_fee_percent automatic_tax billing_cycle_anchor billing_schedules billing_thresholds cancel_at cancel_at_period_end cancellation_details collection_method days_until_due default_payment_method default_source default_tax_rates description discounts expand invoice_settings items metadata off_session on_behalf_of pause_collection payment_behavior payment_settings pending_invoice_item_interval proration_behavior proration_date transfer_data trial_end trial_from_plan trial_settings",
   ),
-  subscriptionCancel: set("cancellation_details expand invoice_now prorate"),
   subscriptionList: set(
     `${PAGINATION} automatic_tax collection_method created current_period_end current_period_start customer customer_account plan price status test_clock`,
-  ),
-  itemUpdate: set(
-    "billing_thresholds current_trial discounts expand metadata off_session payment_behavior plan price price_data proration_behavior proration_date quantity tax_rates",
   ),
   invoicePreview: set(
     "automatic_tax currency customer customer_account customer_details discounts expand invoice_items issuer on_behalf_of preview_mode schedule schedule_details subscription subscription_details",
   ),
-  invoiceUpcoming: set(
-    "customer expand subscription subscription_items subscription_proration_behavior subscription_proration_date subscription_cancel_at_period_end",
-  ),
-  invoiceList: set(
-    `${PAGINATION} collection_method created customer customer_account due_date status subscription`,
-  ),
-  eventList: set(`${PAGINATION} created delivery_success type types`),
-  lineItemList: set(PAGINATION),
 } as const;

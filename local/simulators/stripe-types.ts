@@ -73,8 +73,6 @@ export interface Customer {
   shipping: null;
   tax_exempt: "none";
   test_clock: null;
-  /** Set once `DELETE /v1/customers/:id` ran. */
-  deleted?: true;
 }
 
 export type SubscriptionStatus =

@@ -2,9 +2,10 @@
  * Stripe simulator for the local dev host and the integration tests.
  *
  * Speaks enough of Stripe's v1 wire protocol (form-encoded requests, JSON responses,
- * Stripe-shaped errors, idempotency keys) for the project's `stripe` SDK client to run
- * against it offline: customers, Checkout sessions for the per-project subscription,
- * billing portal sessions, subscriptions and their items, invoice previews, events.
+ * Stripe-shaped errors, idempotency keys) for what the app's `stripe` SDK client calls, offline:
+ * create/retrieve/update customers, create Checkout and billing portal sessions, list, retrieve
+ * and update subscriptions, preview and retrieve invoices. Anything else answers Stripe's
+ * unrecognized-URL error.
  * It also serves a hosted Checkout page and a minimal portal page for the dev host, and
  * signs and delivers webhook events to the app the way Stripe does.
  */
@@ -18,14 +19,12 @@ import {
   decodeForm,
   formFingerprint,
   invalidRequest,
-  matchesSearch,
   mergeMetadata,
   noSuch,
   optBool,
   optInt,
   optObject,
   optString,
-  parseSearchQuery,
   reqString,
   stringArray,
   type FormObject,
@@ -421,7 +420,7 @@ class StripeSim {
 
   liveCustomer(id: string, param: string, status: number): Customer {
     const c = this.customers.get(id);
-    if (!c || c.deleted) throw noSuch("customer", id, param, status);
+    if (!c) throw noSuch("customer", id, param, status);
     return c;
   }
 
@@ -1120,40 +1119,10 @@ class StripeSim {
       this.emit("customer.created", customer, ctx);
       return customer;
     });
-    add("GET", "/v1/customers", P.customerList, (ctx) => {
-      const email = optString(ctx.input, "email");
-      const list = [...this.customers.values()]
-        .filter((c) => !c.deleted && (email === undefined || c.email === email))
-        .reverse();
-      return this.paginate(list, ctx.input, "/v1/customers");
-    });
-    add("GET", "/v1/customers/search", P.customerSearch, (ctx) => {
-      const query = parseSearchQuery(reqString(ctx.input, "query"));
-      const limit = optInt(ctx.input, "limit", "limit", 1) ?? 10;
-      const matches = [...this.customers.values()]
-        .filter((c) => !c.deleted)
-        .filter((c) =>
-          matchesSearch(
-            query,
-            { email: c.email, name: c.name, phone: c.phone, created: c.created },
-            c.metadata,
-          ),
-        )
-        .reverse();
-      return {
-        object: "search_result",
-        data: matches.slice(0, limit),
-        has_more: matches.length > limit,
-        next_page: null,
-        total_count: matches.length,
-        url: "/v1/customers/search",
-      };
-    });
     add("GET", "/v1/customers/:id", P.expandOnly, (ctx) => {
       const id = ctx.path.id ?? "";
       const c = this.customers.get(id);
       if (!c) throw noSuch("customer", id);
-      if (c.deleted) return { id: c.id, object: "customer", deleted: true };
       return c;
     });
     add("POST", "/v1/customers/:id", P.customerUpdate, (ctx) => {
@@ -1175,54 +1144,10 @@ class StripeSim {
       if (Object.keys(prev).length > 0) this.emit("customer.updated", c, ctx, prev);
       return c;
     });
-    add("DELETE", "/v1/customers/:id", new Set<string>(), (ctx) => {
-      const c = this.liveCustomer(ctx.path.id ?? "", "id", 404);
-      for (const sub of this.subscriptions.values()) {
-        if (sub.customer === c.id && sub.status !== "canceled") this.cancelNow(sub, ctx);
-      }
-      c.deleted = true;
-      this.emit("customer.deleted", c, ctx);
-      return { id: c.id, object: "customer", deleted: true };
-    });
-
-    // prices
-    add("GET", "/v1/prices/:id", P.expandOnly, (ctx) => {
-      const id = ctx.path.id ?? "";
-      if (id !== this.price.id) throw noSuch("price", id);
-      return this.price;
-    });
-
     // checkout
     add("POST", "/v1/checkout/sessions", P.checkoutCreate, (ctx) =>
       this.createCheckoutSession(ctx),
     );
-    add("GET", "/v1/checkout/sessions/:id", P.expandOnly, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const s = this.sessions.get(id);
-      if (!s) throw noSuch("checkout.session", id);
-      return s;
-    });
-    add("GET", "/v1/checkout/sessions/:id/line_items", P.lineItemList, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const extras = this.sessionExtras.get(id);
-      if (!extras) throw noSuch("checkout.session", id);
-      return this.paginate(extras.lineItems, ctx.input, `/v1/checkout/sessions/${id}/line_items`);
-    });
-    add("POST", "/v1/checkout/sessions/:id/expire", P.expandOnly, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const s = this.sessions.get(id);
-      if (!s) throw noSuch("checkout.session", id);
-      if (s.status !== "open") {
-        throw invalidRequest(
-          `Only Checkout Sessions with a status in ["open"] can be expired. This Checkout Session has a status of "${s.status}".`,
-        );
-      }
-      s.status = "expired";
-      s.url = null;
-      this.emit("checkout.session.expired", s, ctx);
-      return s;
-    });
-
     // billing portal
     add("POST", "/v1/billing_portal/sessions", P.portalCreate, (ctx) => {
       const customerId = reqString(ctx.input, "customer");
@@ -1247,33 +1172,6 @@ class StripeSim {
     });
 
     // subscriptions
-    add("POST", "/v1/subscriptions", P.subscriptionCreate, (ctx) => {
-      const customer = this.liveCustomer(reqString(ctx.input, "customer"), "customer", 400);
-      const changes = this.parseItemChanges(ctx.input, "items", "items");
-      if (changes.length === 0)
-        throw invalidRequest("Missing required param: items.", "parameter_missing", "items");
-      const quantities = changes.map((c, i) => {
-        if (c.price === undefined) {
-          throw invalidRequest(
-            `Missing required param: items[${i}][price].`,
-            "parameter_missing",
-            `items[${i}][price]`,
-          );
-        }
-        this.checkPrice(c.price, `items[${i}][price]`);
-        return c.quantity ?? 1;
-      });
-      const { sub, invoice } = this.createSubscription({
-        customer,
-        quantities,
-        metadata: mergeMetadata({}, ctx.input),
-        trialDays: optInt(ctx.input, "trial_period_days", "trial_period_days", 1) ?? null,
-        description: optString(ctx.input, "description") ?? null,
-      });
-      this.emit("customer.subscription.created", sub, ctx);
-      this.emit("invoice.paid", invoice, ctx);
-      return sub;
-    });
     add("GET", "/v1/subscriptions", P.subscriptionList, (ctx) => {
       const customer = optString(ctx.input, "customer");
       const price = optString(ctx.input, "price") ?? optString(ctx.input, "plan");
@@ -1365,63 +1263,6 @@ class StripeSim {
       );
       return sub;
     });
-    add("DELETE", "/v1/subscriptions/:id", P.subscriptionCancel, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const sub = this.getSubscription(id);
-      if (sub.status === "canceled") throw noSuch("subscription", id);
-      const details = optObject(ctx.input, "cancellation_details");
-      const comment = details
-        ? optString(details, "comment", "cancellation_details[comment]")
-        : undefined;
-      const feedback = details
-        ? optString(details, "feedback", "cancellation_details[feedback]")
-        : undefined;
-      this.cancelNow(sub, ctx, {
-        ...(comment === undefined ? {} : { comment }),
-        ...(feedback === undefined ? {} : { feedback }),
-      });
-      return sub;
-    });
-    add("GET", "/v1/subscription_items/:id", P.expandOnly, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const found = this.findItem(id);
-      if (!found) throw noSuch("subscription_item", id);
-      return found.item;
-    });
-    add("POST", "/v1/subscription_items/:id", P.itemUpdate, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const found = this.findItem(id);
-      if (!found) throw noSuch("subscription_item", id);
-      const { sub } = found;
-      if (sub.status === "canceled") {
-        throw invalidRequest(
-          "A canceled subscription can only update its cancellation_details and metadata.",
-        );
-      }
-      const proration = optString(ctx.input, "proration_behavior");
-      if (proration !== undefined && !PRORATION_BEHAVIORS.has(proration)) {
-        throw invalidRequest(
-          `Invalid proration_behavior: ${proration}`,
-          undefined,
-          "proration_behavior",
-        );
-      }
-      const change: ItemChange = { id };
-      const quantity = optInt(ctx.input, "quantity", "quantity", 0);
-      if (quantity !== undefined) change.quantity = quantity;
-      const price = optString(ctx.input, "price");
-      if (price !== undefined) this.checkPrice(price, "price");
-      const metadata = optObject(ctx.input, "metadata");
-      if (metadata !== undefined) change.metadata = metadata;
-      this.updateSubscription(
-        sub,
-        ctx,
-        (s) => this.applyItemChanges(s, [change], "items"),
-        proration,
-      );
-      return this.findItem(id)?.item ?? found.item;
-    });
-
     // invoices
     add("POST", "/v1/invoices/create_preview", P.invoicePreview, (ctx) => {
       const details = optObject(ctx.input, "subscription_details") ?? {};
@@ -1438,50 +1279,11 @@ class StripeSim {
         ),
       });
     });
-    add("GET", "/v1/invoices/upcoming", P.invoiceUpcoming, (ctx) =>
-      this.previewInvoice(ctx.input, {
-        changes: this.parseItemChanges(ctx.input, "subscription_items", "subscription_items"),
-        proration: optString(ctx.input, "subscription_proration_behavior") ?? "create_prorations",
-        prorationDate: optInt(ctx.input, "subscription_proration_date"),
-        cancelAtPeriodEnd: optBool(ctx.input, "subscription_cancel_at_period_end"),
-      }),
-    );
-    add("GET", "/v1/invoices", P.invoiceList, (ctx) => {
-      const customer = optString(ctx.input, "customer");
-      const subscription = optString(ctx.input, "subscription");
-      const status = optString(ctx.input, "status");
-      const list = [...this.invoices.values()]
-        .filter((i) => customer === undefined || i.customer === customer)
-        .filter((i) => subscription === undefined || i.subscription === subscription)
-        .filter((i) => status === undefined || i.status === status)
-        .reverse();
-      return this.paginate(list, ctx.input, "/v1/invoices");
-    });
     add("GET", "/v1/invoices/:id", P.expandOnly, (ctx) => {
       const id = ctx.path.id ?? "";
       const inv = this.invoices.get(id);
       if (!inv) throw noSuch("invoice", id);
       return inv;
-    });
-
-    // events
-    add("GET", "/v1/events", P.eventList, (ctx) => {
-      const type = optString(ctx.input, "type");
-      const types = stringArray(ctx.input, "types");
-      const matchType = (t: string): boolean => {
-        if (types.length > 0) return types.includes(t);
-        if (type === undefined) return true;
-        if (type.endsWith("*")) return t.startsWith(type.slice(0, -1));
-        return t === type;
-      };
-      const list = this.events.filter((e) => matchType(e.type)).reverse();
-      return this.paginate(list, ctx.input, "/v1/events");
-    });
-    add("GET", "/v1/events/:id", P.expandOnly, (ctx) => {
-      const id = ctx.path.id ?? "";
-      const e = this.events.find((ev) => ev.id === id);
-      if (!e) throw noSuch("event", id);
-      return e;
     });
 
     return routes.sort((a, b) => b.literals - a.literals);
