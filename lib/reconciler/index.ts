@@ -56,7 +56,7 @@ import { kickRollout } from "../provisioning/rollout.js";
 import { removeAllResources } from "../provisioning/steps.js";
 import type { Services } from "../services.js";
 import { logEvent } from "../telemetry.js";
-import { purgeExpiredRows as sweepExpiredRows } from "../expired-rows.js";
+import { purgeExpiredRows } from "../expired-rows.js";
 import { sweepOrphanKeys } from "./keys.js";
 import {
   healthVerdict,
@@ -416,8 +416,8 @@ export async function runReconciler(
     }
   });
 
-  await part("sweep", async () => {
-    report.expiredRowsDeleted = await sweepExpiredRows(services);
+  await part("expired-rows", async () => {
+    report.expiredRowsDeleted = await purgeExpiredRows(services);
   });
 
   await part("gateway", async () => {
