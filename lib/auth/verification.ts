@@ -205,31 +205,40 @@ export async function confirmVerificationCode(
 ): Promise<SessionUser> {
   const org = session.org;
   const rk = safeKey(userId);
-  const { right, attempts } = await retryOnConflict(async () => {
-    const row = await getEntity<VerificationEntity>(table(services), org, rk);
-    if (!row?.codeHash) {
-      throw new AppError(400, "no_code", "No code is pending for this member; ask for one first.");
-    }
-    if (row.attempts >= MAX_ATTEMPTS) {
-      throw new AppError(429, "too_many_attempts", "Too many wrong codes; ask for a new code.", {
-        attemptsLeft: 0,
-      });
-    }
-    if (row.expiresAt.getTime() <= services.clock.now().getTime()) {
-      throw new AppError(400, "code_expired", "This code has expired; ask for a new one.");
-    }
-    const attempts = row.attempts + 1;
-    const expected = Buffer.from(row.codeHash, "hex");
-    const given = codeHash(services, org, userId, code);
-    const right = expected.length === given.length && timingSafeEqual(given, expected);
-    // Count the try (and, when right, spend the code) only if nobody else touched the row.
-    await table(services).updateEntity(
-      { partitionKey: org, rowKey: rk, attempts, ...(right ? { codeHash: "" } : {}) },
-      "Merge",
-      { etag: row.etag },
-    );
-    return { right, attempts };
-  });
+  const { right, attempts } = await retryOnConflict(
+    async () => {
+      const row = await getEntity<VerificationEntity>(table(services), org, rk);
+      if (!row?.codeHash) {
+        throw new AppError(
+          400,
+          "no_code",
+          "No code is pending for this member; ask for one first.",
+        );
+      }
+      if (row.attempts >= MAX_ATTEMPTS) {
+        throw new AppError(429, "too_many_attempts", "Too many wrong codes; ask for a new code.", {
+          attemptsLeft: 0,
+        });
+      }
+      if (row.expiresAt.getTime() <= services.clock.now().getTime()) {
+        throw new AppError(400, "code_expired", "This code has expired; ask for a new one.");
+      }
+      const attempts = row.attempts + 1;
+      const expected = Buffer.from(row.codeHash, "hex");
+      const given = codeHash(services, org, userId, code);
+      const right = expected.length === given.length && timingSafeEqual(given, expected);
+      // Count the try (and, when right, spend the code) only if nobody else touched the row.
+      await table(services).updateEntity(
+        { partitionKey: org, rowKey: rk, attempts, ...(right ? { codeHash: "" } : {}) },
+        "Merge",
+        { etag: row.etag },
+      );
+      return { right, attempts };
+      // Every lost race means another try was counted, so after MAX_ATTEMPTS counted tries every
+      // round ends in a 429: the rounds only bound a burst of concurrent tries.
+    },
+    { rounds: 50 },
+  );
   if (!right) {
     throw new AppError(400, "invalid_code", "That code is not right.", {
       attemptsLeft: Math.max(0, MAX_ATTEMPTS - attempts),
