@@ -15,7 +15,6 @@ import type { FunctionHost } from "../../local/function-host.js";
 import type { Platform, PlatformOptions } from "../../local/platform.js";
 import { freePort } from "../../local/ports.js";
 import { startSandboxGrafana, type SandboxGrafana } from "../../local/sandbox-grafana.js";
-import { realBrokerClock } from "../../local/service-bus/broker.js";
 import { startServiceBusEmulator } from "../../local/service-bus/index.js";
 import { createWebStatic, firstOf } from "../../local/web-static.js";
 import { startTestPlatform } from "../helpers/platform.js";
@@ -46,19 +45,7 @@ export interface WebHost {
  * file's consumers on a shared emulator would take its messages.
  */
 export async function startWebHost(opts: PlatformOptions = {}): Promise<WebHost> {
-  // With a platform clock the test moves on, the broker's schedules follow the same clock.
-  const { clock } = opts;
-  const bus = await startServiceBusEmulator({
-    port: 0,
-    ...(clock
-      ? {
-          clock: {
-            now: () => clock.now().getTime(),
-            after: (ms, fn) => realBrokerClock.after(ms, fn),
-          },
-        }
-      : {}),
-  });
+  const bus = await startServiceBusEmulator({ port: 0 });
   // A free port can be taken by another process before we listen on it: try a few.
   for (let attempt = 1; ; attempt++) {
     try {
