@@ -4,11 +4,11 @@
  * recipients; a non-admin sees the values read-only and switches alert e-mail for themselves;
  * refusals (invalid values, 403, 404) are said in plain words. Every screen gets the axe check.
  *
- * The alerts, recipients and notification routes are answered by `ContractMock` below, which
- * follows the API contract of those routes (validation, roles, versions). Everything else (sign
- * in, identification, projects, provisioning) is the real local host.
+ * Everything is the real local host from the built app: the alert definitions are the catalog's,
+ * "applied" is the configure push the host's queues run against the sandbox Grafana hosts (which
+ * can be told to fail the next pushes), and a role change is made in the Supabase simulator.
  */
-import type { Browser, BrowserContext, Locator, Page, Route } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import {
@@ -17,6 +17,7 @@ import {
   openSession,
   startWebHost,
   tabTo,
+  type Session,
   type WebHost,
 } from "./harness.js";
 
@@ -25,281 +26,53 @@ const STAGING = "qzdemostagingwebhijk";
 const ANALYTICS = "qzdemoanalyticslmnop";
 const ADA = "5b0f2c1e-6d1a-4f0e-9a4b-1c2d3e4f5a60";
 const GRACE = "7c1e3d2f-8e2b-4a1f-8b5c-2d3e4f5a6b71";
-const LINUS = "9d2f4e3a-0f3c-4b2a-9c6d-3e4f5a6b7c82";
 
-// ---------------------------------------------------------------------------------------------
-// Route mocks of the alerts / recipients / notifications API. REMOVE `ContractMock` and its
-// `install` calls once the backend of these routes is merged: the tests then run against the
-// real routes. What only the mock decides is marked `(mock)` where it is used: the alert
-// definitions, the member list, when a configuration counts as applied (`applyPending`,
-// `failApply`) and the role flip (`admin`); switch those to the real platform's means then.
-// ---------------------------------------------------------------------------------------------
-
-interface MockParam {
-  name: string;
-  label: string;
-  unit: string;
-  value: number;
-  default: number;
-  min: number;
-  max: number;
-  step: number;
-}
-interface MockAlert {
-  id: string;
-  title: string;
-  description: string;
-  enabled: boolean;
-  params: MockParam[];
-}
-interface MockProject {
-  alerts: MockAlert[];
-  desired: number;
-  applied: number | null;
-  lastConfigError: string | null;
-  recipients: string[];
+/** An API write the page made, with the status it was answered. */
+interface Write {
+  method: string;
+  path: string;
+  body: unknown;
+  status: number;
 }
 
-const param = (
-  name: string,
-  label: string,
-  unit: string,
-  value: number,
-  min: number,
-  max: number,
-): MockParam => ({ name, label, unit, value, default: value, min, max, step: 1 });
-
-const defaultAlerts = (): MockAlert[] => [
-  {
-    id: "high-cpu",
-    title: "High CPU usage",
-    description: "The database's CPU stays busy: queries slow down for everyone.",
-    enabled: true,
-    params: [
-      param("threshold", "CPU usage above", "%", 80, 50, 99),
-      param("for", "For at least", "minutes", 5, 1, 60),
-    ],
-  },
-  {
-    id: "disk-full",
-    title: "Disk almost full",
-    description: "The database disk fills up: writes stop when it is full.",
-    enabled: true,
-    params: [param("threshold", "Disk usage above", "%", 85, 50, 95)],
-  },
-  {
-    id: "instance-down",
-    title: "Project unreachable",
-    description: "Prometheus cannot scrape the project's metrics endpoint.",
-    enabled: true,
-    params: [],
-  },
-];
-
-const MEMBERS = [
-  { userId: ADA, email: "ada@demo.example", name: "ada", role: "Owner", verified: true },
-  { userId: GRACE, email: "grace@demo.example", name: "grace", role: "Developer", verified: true },
-  { userId: LINUS, email: null, name: "linus", role: "Read-only", verified: false },
-];
-
-class ContractMock {
-  /** The caller is an org admin (mock: flipped by the test to act a role change). */
-  admin: boolean;
-  readonly me: string;
-  readonly projects = new Map<string, MockProject>();
-  preferences: Record<string, boolean> = {
-    instanceReady: true,
-    trialEnding: true,
-    paymentFailed: true,
-    instanceDeleted: true,
-  };
-  /** Accepted write bodies, in order. */
-  readonly alertPatches: unknown[] = [];
-  readonly recipientPuts: unknown[] = [];
-  readonly preferencePatches: unknown[] = [];
-  /** Every answer status of a write, in order. */
-  readonly writeStatuses: number[] = [];
-  alertGets = 0;
-
-  constructor(opts: { me: string; admin: boolean; instances: string[] }) {
-    this.me = opts.me;
-    this.admin = opts.admin;
-    for (const ref of opts.instances)
-      this.projects.set(ref, {
-        alerts: defaultAlerts(),
-        desired: 3,
-        applied: 2,
-        lastConfigError: null,
-        recipients: [ADA],
-      });
-  }
-
-  /** (mock) The host applies the desired configuration. */
-  applyPending(ref: string): void {
-    const p = this.projects.get(ref)!;
-    p.applied = p.desired;
-    p.lastConfigError = null;
-  }
-
-  /** (mock) The last push of the configuration failed. */
-  failApply(ref: string, error: string): void {
-    this.projects.get(ref)!.lastConfigError = error;
-  }
-
-  async install(context: BrowserContext): Promise<void> {
-    await context.route(/\/api\/projects\/([^/]+)\/grafana\/(alerts|recipients)$/, (route) =>
-      this.project(route),
-    );
-    await context.route(/\/api\/me\/notifications$/, (route) => this.notifications(route));
-  }
-
-  private static answer(route: Route, status: number, body: unknown): Promise<void> {
-    return route.fulfill({ status, contentType: "application/json", body: JSON.stringify(body) });
-  }
-  private static fail(route: Route, status: number, code: string, message: string) {
-    return ContractMock.answer(route, status, { error: { code, message } });
-  }
-
-  private alertsBody(ref: string, p: MockProject) {
-    return {
-      ref,
-      alerts: p.alerts,
-      configVersion: { desired: p.desired, applied: p.applied },
-      lastConfigError: p.lastConfigError,
-      canEdit: this.admin,
-    };
-  }
-
-  private recipientsBody(ref: string, p: MockProject) {
-    return {
-      ref,
-      recipients: MEMBERS.filter((m) => p.recipients.includes(m.userId)).map(
-        ({ userId, email, name, role }) => ({ userId, email, name, role }),
-      ),
-      members: MEMBERS.map((m) => ({ ...m, recipient: p.recipients.includes(m.userId) })),
-      configVersion: { desired: p.desired, applied: p.applied },
-      canEditOthers: this.admin,
-      me: this.me,
-    };
-  }
-
-  private async project(route: Route): Promise<void> {
-    const req = route.request();
-    const [, ref = "", what] = /\/api\/projects\/([^/]+)\/grafana\/(alerts|recipients)$/.exec(
-      new URL(req.url()).pathname,
-    )!;
-    const p = this.projects.get(ref);
-    if (!p) return ContractMock.fail(route, 404, "not_found", "This project has no Grafana.");
-    const method = req.method();
-    if (what === "alerts" && method === "GET") {
-      this.alertGets++;
-      return ContractMock.answer(route, 200, this.alertsBody(ref, p));
-    }
-    if (what === "recipients" && method === "GET")
-      return ContractMock.answer(route, 200, this.recipientsBody(ref, p));
-    const body: unknown = req.postDataJSON();
-    const status = (n: number) => {
-      this.writeStatuses.push(n);
-      return n;
-    };
-    if (what === "alerts" && method === "PATCH") {
-      if (!this.admin)
-        return ContractMock.fail(
-          route,
-          status(403),
-          "forbidden",
-          "Only owners and administrators of the organization can change alerts.",
-        );
-      const changes =
-        (
-          body as {
-            alerts?: Record<string, { enabled?: boolean; params?: Record<string, number> }>;
-          }
-        ).alerts ?? {};
-      for (const [id, change] of Object.entries(changes)) {
-        const alert = p.alerts.find((a) => a.id === id);
-        if (!alert)
-          return ContractMock.fail(route, status(400), "bad_request", `Unknown alert "${id}".`);
-        for (const [name, value] of Object.entries(change.params ?? {})) {
-          const def = alert.params.find((q) => q.name === name);
-          if (!def)
-            return ContractMock.fail(
-              route,
-              status(400),
-              "bad_request",
-              `Unknown parameter "${id}.${name}".`,
-            );
-          if (value < def.min || value > def.max)
-            return ContractMock.fail(
-              route,
-              status(400),
-              "bad_request",
-              `"${id}.${name}" must be between ${def.min} and ${def.max}.`,
-            );
-        }
-      }
-      for (const [id, change] of Object.entries(changes)) {
-        const alert = p.alerts.find((a) => a.id === id)!;
-        if (change.enabled !== undefined) alert.enabled = change.enabled;
-        for (const [name, value] of Object.entries(change.params ?? {}))
-          alert.params.find((q) => q.name === name)!.value = value;
-      }
-      p.desired++;
-      this.alertPatches.push(body);
-      return ContractMock.answer(route, status(202), this.alertsBody(ref, p));
-    }
-    if (what === "recipients" && method === "PUT") {
-      const ids = (body as { userIds?: string[] }).userIds ?? [];
-      if (ids.length > 50)
-        return ContractMock.fail(route, status(400), "bad_request", "At most 50 recipients.");
-      const unknown = ids.find((id) => !MEMBERS.some((m) => m.userId === id && m.verified));
-      if (unknown)
-        return ContractMock.fail(
-          route,
-          status(400),
-          "bad_request",
-          `${unknown} is not a verified member of the organization.`,
-        );
-      if (!this.admin) {
-        const others = (list: string[]) =>
-          list
-            .filter((id) => id !== this.me)
-            .sort()
-            .join();
-        if (others(ids) !== others(p.recipients))
-          return ContractMock.fail(
-            route,
-            status(403),
-            "forbidden",
-            "You can only add or remove yourself; the recipient list has changed meanwhile.",
-          );
-      }
-      p.recipients = [...new Set(ids)];
-      p.desired++;
-      this.recipientPuts.push(body);
-      return ContractMock.answer(route, status(202), this.recipientsBody(ref, p));
-    }
-    return ContractMock.fail(route, 405, "method_not_allowed", `${method} is not allowed here.`);
-  }
-
-  private async notifications(route: Route): Promise<void> {
-    const req = route.request();
-    const answer = () => ({ preferences: this.preferences, always: ["verificationCode"] });
-    if (req.method() === "GET") return ContractMock.answer(route, 200, answer());
-    if (req.method() === "PATCH") {
-      const body = req.postDataJSON() as { preferences?: Record<string, boolean> };
-      const prefs = body.preferences ?? {};
-      const unknown = Object.keys(prefs).find((k) => !(k in this.preferences));
-      if (unknown)
-        return ContractMock.fail(route, 400, "bad_request", `Unknown preference "${unknown}".`);
-      this.preferences = { ...this.preferences, ...prefs };
-      this.preferencePatches.push(body);
-      return ContractMock.answer(route, 200, answer());
-    }
-    return ContractMock.fail(route, 405, "method_not_allowed", "Not allowed.");
-  }
+/** Records the page's API writes (what the UI sent, and the answer's status). */
+function recordWrites(context: BrowserContext, base: string): Write[] {
+  const writes: Write[] = [];
+  context.on("response", (res) => {
+    const req = res.request();
+    const url = new URL(req.url());
+    if (url.origin !== base || !url.pathname.startsWith("/api/") || req.method() === "GET") return;
+    writes.push({
+      method: req.method(),
+      path: url.pathname,
+      body: req.postData() ? req.postDataJSON() : undefined,
+      status: res.status(),
+    });
+  });
+  return writes;
 }
-// ------------------------------- end of the route mocks --------------------------------------
+
+const writesTo = (writes: Write[], path: string): Write[] => writes.filter((w) => w.path === path);
+
+/** The demo org's member in the Supabase simulator (its role can be changed there). */
+function demoMember(web: WebHost, userId: string) {
+  const org = web.platform.supabase?.orgs.find((o) => o.slug === "demo-org");
+  const member = org?.members.find((m) => m.user_id === userId);
+  if (!member) throw new Error(`no demo member ${userId}`);
+  return member;
+}
+
+/**
+ * Connects the demo org again in a browser of its own. The backend caches an org's member list
+ * for a minute and forgets it at a (re)connection: the next request reads the roles afresh.
+ */
+async function reconnect(browser: Browser, web: WebHost): Promise<void> {
+  const { page, context } = await openSession(browser, web);
+  await page.goto("/");
+  await page.getByRole("link", { name: "Connect Supabase organization" }).click();
+  await page.getByRole("heading", { name: "Identify yourself" }).waitFor();
+  await context.close();
+}
 
 /** Connect the demo org and identify as `member` with the e-mailed code. */
 async function signInAs(page: Page, web: WebHost, member: string): Promise<void> {
@@ -343,13 +116,35 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
     for (const close of started.reverse()) await close();
   });
 
+  /**
+   * One signed-in browser session per member for the whole file, with the API writes it makes:
+   * a member identifies once (the backend sends a code at most once a minute per member).
+   */
+  const sessions = new Map<string, Promise<Session & { writes: Write[] }>>();
+  const sessionOf = (member: string) => {
+    let s = sessions.get(member);
+    if (!s) {
+      s = (async () => {
+        const session = await openSession(browser, web);
+        const writes = recordWrites(session.context, web.base);
+        await signInAs(session.page, web, member);
+        return { ...session, writes };
+      })();
+      sessions.set(member, s);
+    }
+    return s;
+  };
+
   it("when an admin opens a project's alerts, tunes them, picks recipients and loses the role, then each step shows, with the Grafana configuration state", async () => {
-    const { page, context, cspViolations } = await openSession(browser, web);
-    const mock = new ContractMock({ me: ADA, admin: true, instances: [PROD] });
-    await mock.install(context);
+    // grace has used the app (identified), so she can be picked as a recipient.
+    await sessionOf("grace");
+    const { page, cspViolations, apiRequests, writes } = await sessionOf("ada");
+    const alertsPath = `/api/projects/${PROD}/grafana/alerts`;
+    const recipientsPath = `/api/projects/${PROD}/grafana/recipients`;
+    const alertGets = () =>
+      apiRequests.filter((r) => r.method === "GET" && r.path === alertsPath).length;
     const axe: Record<string, unknown[]> = {};
 
-    await signInAs(page, web, "ada");
     await page
       .getByRole("navigation", { name: "Main" })
       .getByRole("link", { name: "E-mail" })
@@ -363,26 +158,21 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
     axe.projects = await capture(page, "a01-projects-alerts-link");
     await link.click();
 
-    // The screen: the alerts as a form, the configuration being applied, then applied.
+    // The screen: the catalog's alerts as a form; the new host gets its alerting configuration.
     await page.getByRole("heading", { name: "Alerts for Production API", level: 1 }).waitFor();
     expect(new URL(page.url()).pathname).toBe(`/projects/${PROD}/alerts`);
     expect(await page.title()).toBe("Alerts · Supafana");
     const status = page.getByRole("status").filter({ hasText: "Grafana configuration" });
-    await status.getByText("Applying…").waitFor();
-    axe.applying = await capture(page, "a02-alerts-applying");
-    const polls = mock.alertGets;
-    mock.applyPending(PROD); // (mock)
-    await status.getByText("Applied").waitFor();
-    expect(mock.alertGets).toBeGreaterThan(polls);
+    await status.getByText("Applied").waitFor({ timeout: 60_000 });
 
     const cpu = page.getByRole("group", { name: "High CPU usage" });
     const threshold = cpu.getByRole("spinbutton", { name: "CPU usage above" });
-    expect(await threshold.inputValue()).toBe("80");
+    expect(await threshold.inputValue()).toBe("85");
     expect(await threshold.getAttribute("min")).toBe("50");
     expect(await threshold.getAttribute("max")).toBe("99");
     expect(await threshold.getAttribute("step")).toBe("1");
-    await cpu.getByText("Between 50% and 99%. Default 80%.").waitFor();
-    await cpu.getByText("Between 1 minute and 60 minutes. Default 5 minutes.").waitFor();
+    await cpu.getByText("Between 50% and 99%. Default 85%.").waitFor();
+    await cpu.getByText("Between 1 minute and 60 minutes. Default 10 minutes.").waitFor();
 
     // A value out of range is refused here, with the focus on it, and nothing is sent.
     await threshold.fill("120");
@@ -390,38 +180,42 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
     await cpu.getByText("“CPU usage above” must be between 50% and 99%.").waitFor();
     expect(await threshold.getAttribute("aria-invalid")).toBe("true");
     await expect.poll(() => hasFocus(threshold)).toBe(true);
-    expect(mock.alertPatches).toEqual([]);
+    expect(writesTo(writes, alertsPath)).toEqual([]);
     axe.invalid = await capture(page, "a03-alerts-invalid");
 
     // A valid change, saved with the keyboard: only what changed is sent; the focus moves to the
-    // outcome; the new configuration is applying.
+    // outcome; the new configuration is applying. The sandbox host refuses its first push.
+    web.platform.grafanaHosts!.failNextPushes(1, PROD);
     await threshold.fill("90");
     const disk = page.getByRole("group", { name: "Disk almost full" });
     await disk.getByRole("switch", { name: "Enabled" }).uncheck();
     await tabTo(page, /^Save alerts$/);
     await page.keyboard.press("Enter");
     await page.getByText("Saved. Grafana is being updated with the new alert settings.").waitFor();
-    expect(mock.alertPatches).toEqual([
-      { alerts: { "high-cpu": { params: { threshold: 90 } }, "disk-full": { enabled: false } } },
-    ]);
+    await expect
+      .poll(() => writesTo(writes, alertsPath).map((w) => w.body))
+      .toEqual([
+        { alerts: { "high-cpu": { params: { threshold: 90 } }, "disk-full": { enabled: false } } },
+      ]);
     await expect.poll(() => isFocused(page, "form .outcome")).toBe(true);
     await status.getByText("Applying…").waitFor();
+    axe.applying = await capture(page, "a02-alerts-applying");
+    const polls = alertGets();
     expect(await threshold.inputValue()).toBe("90");
     expect(await disk.getByRole("switch", { name: "Enabled" }).isChecked()).toBe(false);
 
-    // The push fails: its error shows; then the host applies it and the error goes.
-    mock.failApply(PROD, "Grafana did not reload its alerting configuration."); // (mock)
+    // The push fails: its error shows; then the retry applies it and the error goes.
     const pushError = page.getByRole("alert").filter({
-      hasText:
-        "The last change could not be applied to Grafana: Grafana did not reload its alerting configuration.",
+      hasText: /^The last change could not be applied to Grafana: .*refused the reload/,
     });
-    await pushError.waitFor();
+    await pushError.waitFor({ timeout: 60_000 });
     axe.pushFailed = await capture(page, "a04-alerts-push-failed");
-    mock.applyPending(PROD); // (mock)
-    await status.getByText("Applied").waitFor();
+    await status.getByText("Applied").waitFor({ timeout: 60_000 });
     await pushError.waitFor({ state: "detached" });
+    expect(alertGets()).toBeGreaterThan(polls);
 
-    // Recipients: verified members can be ticked; linus has not signed in yet.
+    // Recipients: verified members can be ticked; linus has not signed in yet; ada asked for the
+    // Grafana, so she gets its alerts.
     const recipients = page.getByRole("region", { name: "Who gets alert e-mail" });
     const linus = recipients.getByRole("checkbox", { name: /linus/ });
     expect(await linus.isDisabled()).toBe(true);
@@ -432,46 +226,59 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
     await grace.check();
     await recipients.getByRole("button", { name: "Save recipients" }).click();
     await recipients.getByText("Saved. 2 members get alert e-mail for this project.").waitFor();
-    expect(mock.recipientPuts).toEqual([{ userIds: [ADA, GRACE] }]);
+    await expect
+      .poll(() => writesTo(writes, recipientsPath).map((w) => w.body))
+      .toEqual([{ userIds: [ADA, GRACE] }]);
     // A new recipient list is a new configuration: applying again, until the host has it.
     await status.getByText("Applying…").waitFor();
     axe.recipients = await capture(page, "a05-recipients");
-    mock.applyPending(PROD); // (mock)
-    await status.getByText("Applied").waitFor();
+    await status.getByText("Applied").waitFor({ timeout: 60_000 });
 
-    // The role is taken away in Supabase meanwhile (mock): the save is refused with 403, said
-    // in plain words where the focus goes.
-    mock.admin = false;
-    await cpu.getByRole("spinbutton", { name: "For at least" }).fill("10");
-    await page.getByRole("button", { name: "Save alerts" }).click();
-    await page
-      .getByRole("alert")
-      .getByText("Only owners and administrators of the organization can change alerts.")
-      .waitFor();
-    await expect.poll(() => isFocused(page, "form .outcome")).toBe(true);
-    expect(mock.writeStatuses).toEqual([202, 202, 403]);
-    axe.forbidden = await capture(page, "a06-alerts-forbidden");
+    // ada is made a Developer in Supabase meanwhile (and the backend has read the roles again):
+    // the save is refused with 403, said in plain words where the focus goes.
+    const ada = demoMember(web, ADA);
+    ada.role_name = "Developer";
+    try {
+      await reconnect(browser, web);
+      await cpu.getByRole("spinbutton", { name: "For at least" }).fill("15");
+      await page.getByRole("button", { name: "Save alerts" }).click();
+      await page
+        .getByRole("alert")
+        .getByText("Only an Owner or Administrator of the organization can change alerts.")
+        .waitFor();
+      await expect.poll(() => isFocused(page, "form .outcome")).toBe(true);
+      await expect
+        .poll(() =>
+          writes
+            .filter((w) => w.path === alertsPath || w.path === recipientsPath)
+            .map((w) => w.status),
+        )
+        .toEqual([202, 202, 403]);
+      axe.forbidden = await capture(page, "a06-alerts-forbidden");
+    } finally {
+      ada.role_name = "Owner";
+      await reconnect(browser, web);
+    }
 
     // A project without a Grafana: 404, said with the way out.
     await page.goto(`/projects/${ANALYTICS}/alerts`);
-    await page.getByRole("alert").getByText("This project has no Grafana.").waitFor();
+    await page.getByRole("alert").getByText("This project has no Grafana instance.").waitFor();
     await page.getByRole("link", { name: "Provision one" }).waitFor();
     axe.noInstance = await capture(page, "a07-alerts-no-instance");
 
     expect(cspViolations).toEqual([]);
     for (const [screen, violations] of Object.entries(axe)) expect(violations, screen).toEqual([]);
-  }, 120_000);
+  }, 180_000);
 
   it("when a non-admin opens alerts on a narrow screen with the keyboard, then the values are read-only, they switch alert e-mail for themselves only, and set their e-mail preferences", async () => {
-    const { page, context, cspViolations } = await openSession(browser, web, {
-      width: 360,
-      height: 740,
-    });
-    const mock = new ContractMock({ me: GRACE, admin: false, instances: [STAGING] });
-    await mock.install(context);
+    const { page, cspViolations, writes } = await sessionOf("grace");
+    await page.setViewportSize({ width: 360, height: 740 });
+    const recipientsPath = `/api/projects/${STAGING}/grafana/recipients`;
     const axe: Record<string, unknown[]> = {};
 
-    await signInAs(page, web, "grace");
+    await page.goto("/projects");
+    await page.getByRole("button", { name: "Provision Grafana for Staging Web" }).click();
+    await page.getByRole("link", { name: "Alerts for Staging Web" }).waitFor();
 
     // A deep link to the Alerts page of a project.
     await page.goto(`/projects/${STAGING}/alerts`);
@@ -485,22 +292,25 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
       .getByRole("listitem")
       .filter({ has: page.getByRole("heading", { name: /High CPU usage/ }) });
     await cpu.getByText("On", { exact: true }).waitFor();
-    await cpu.getByText("80%").waitFor();
-    await cpu.getByText("5 minutes").waitFor();
+    await cpu.getByText("85%").waitFor();
+    await cpu.getByText("10 minutes").waitFor();
     expect(await page.getByRole("spinbutton").count()).toBe(0);
     expect(await page.getByRole("button", { name: "Save alerts" }).count()).toBe(0);
     expect(await sidewaysOverflow(page)).toBeLessThanOrEqual(0);
     axe.readOnly = await capture(page, "a08-alerts-read-only-360");
 
-    // Alert e-mail for themselves, with the keyboard; the focus stays on the switch.
+    // grace asked for this Grafana, so she gets its alerts. Switched off with the keyboard; the
+    // focus stays on the switch.
     const mine = page.getByRole("switch", { name: "Receive alerts for this project" });
-    expect(await mine.isChecked()).toBe(false);
+    await expect.poll(() => mine.isChecked()).toBe(true);
     await mine.focus();
     await page.keyboard.press("Space");
-    await page.getByText("You now get alert e-mail for Staging Web.").waitFor();
-    expect(await mine.isChecked()).toBe(true);
+    await page.getByText("You no longer get alert e-mail for Staging Web.").waitFor();
+    expect(await mine.isChecked()).toBe(false);
     expect(await hasFocus(mine)).toBe(true);
-    expect(mock.recipientPuts).toEqual([{ userIds: [ADA, GRACE] }]);
+    await expect
+      .poll(() => writesTo(writes, recipientsPath).map((w) => w.body))
+      .toEqual([{ userIds: [] }]);
     const members = page.getByRole("list", { name: "Members" });
     await members
       .getByRole("listitem")
@@ -508,25 +318,38 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
       .getByText("linus has not signed in to Supafana yet.")
       .waitFor();
 
-    // An admin removed ada meanwhile (mock): switching off would put ada back, which only an
-    // admin may do: refused with 403, and the list shows what it is now.
-    mock.projects.get(STAGING)!.recipients = [GRACE];
+    // ada (an Owner) adds herself meanwhile, on her own screen. grace's switch would now send a
+    // list without ada, which only an admin may do: refused with 403, and the list shows what it
+    // is now.
+    const { page: adaPage } = await sessionOf("ada");
+    await adaPage.goto(`/projects/${STAGING}/alerts`);
+    const adaRecipients = adaPage.getByRole("region", { name: "Who gets alert e-mail" });
+    await adaRecipients.getByRole("checkbox", { name: /ada/ }).check();
+    await adaRecipients.getByRole("button", { name: "Save recipients" }).click();
+    await adaRecipients.getByText("Saved. 1 member gets alert e-mail for this project.").waitFor();
+
     await page.keyboard.press("Space");
     await page
       .getByRole("alert")
-      .getByText("You can only add or remove yourself; the recipient list has changed meanwhile.")
+      .getByText("You can add or remove only yourself; ask an Owner or Administrator.")
       .waitFor();
     await members
       .getByRole("listitem")
       .filter({ hasText: "ada" })
-      .getByText("Does not get alert e-mail")
+      .getByText("Gets alert e-mail")
       .waitFor();
-    expect(await mine.isChecked()).toBe(true);
+    expect(await mine.isChecked()).toBe(false);
     axe.selfRefused = await capture(page, "a09-recipient-self-refused-360");
     await page.keyboard.press("Space");
-    await page.getByText("You no longer get alert e-mail for Staging Web.").waitFor();
-    expect(mock.recipientPuts).toEqual([{ userIds: [ADA, GRACE] }, { userIds: [] }]);
-    expect(mock.writeStatuses).toEqual([202, 403, 202]);
+    await page.getByText("You now get alert e-mail for Staging Web.").waitFor();
+    expect(await mine.isChecked()).toBe(true);
+    await expect
+      .poll(() => writesTo(writes, recipientsPath).map((w) => [w.body, w.status]))
+      .toEqual([
+        [{ userIds: [] }, 202],
+        [{ userIds: [GRACE] }, 403],
+        [{ userIds: [ADA, GRACE] }, 202],
+      ]);
 
     // E-mail preferences, from the header.
     await page
@@ -544,7 +367,9 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
     await trial.focus();
     await page.keyboard.press("Space");
     await page.getByText("Saved: “Trial is ending” e-mail is off.").waitFor();
-    expect(mock.preferencePatches).toEqual([{ preferences: { trialEnding: false } }]);
+    await expect
+      .poll(() => writesTo(writes, "/api/me/notifications").map((w) => w.body))
+      .toEqual([{ preferences: { trialEnding: false } }]);
     expect(await sidewaysOverflow(page)).toBeLessThanOrEqual(0);
     axe.preferences = await capture(page, "a10-email-preferences-360");
     await page.reload();
@@ -554,5 +379,5 @@ describe("web app: alerts, recipients and e-mail preferences in Chromium", () =>
 
     expect(cspViolations).toEqual([]);
     for (const [screen, violations] of Object.entries(axe)) expect(violations, screen).toEqual([]);
-  }, 90_000);
+  }, 120_000);
 });

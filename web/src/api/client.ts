@@ -10,9 +10,10 @@ import type { components, paths } from "./schema";
 
 export const api = createClient<paths>({ baseUrl: "", credentials: "same-origin" });
 
-type JsonBody<T> = T extends { content: { "application/json": infer B } } ? B : never;
-type Op<P extends keyof paths, M extends keyof paths[P]> = paths[P][M];
-type Ok<P extends keyof paths, M extends keyof paths[P]> =
+export type JsonBody<T> = T extends { content: { "application/json": infer B } } ? B : never;
+export type Op<P extends keyof paths, M extends keyof paths[P]> = paths[P][M];
+/** The JSON body of an operation's 200 or 202 answer. */
+export type Ok<P extends keyof paths, M extends keyof paths[P]> =
   Op<P, M> extends { responses: infer R }
     ? R extends Record<number, unknown>
       ? JsonBody<R[200]> | JsonBody<R[202]>

@@ -5,13 +5,19 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useId, useState } from "react";
 
-import { getNotifications, patchNotifications, type Notifications } from "../api/alerts";
+import {
+  getNotifications,
+  patchNotifications,
+  type NotificationKey,
+  type Notifications,
+} from "../api/alerts";
 import type { Me } from "../api/client";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { keys } from "../data";
 import { Link } from "../router";
 
-const EMAILS: Record<string, { title: string; when: string }> = {
+const EMAILS: Record<NotificationKey, { title: string; when: string }> &
+  Partial<Record<string, { title: string; when: string }>> = {
   instanceReady: {
     title: "Grafana is ready",
     when: "When a Grafana you provisioned has finished setting up.",
@@ -40,6 +46,12 @@ const fallbackTitle = (key: string): string => {
   const words = key.replace(/([A-Z])/g, " $1").toLowerCase();
   return words.charAt(0).toUpperCase() + words.slice(1);
 };
+
+/**
+ * The preferences by name: the server may know an e-mail this build has no words for yet (it is
+ * shown with a title made from its key), so they are looked up by any string.
+ */
+const byKey = (prefs: Notifications["preferences"]): Partial<Record<string, boolean>> => prefs;
 
 export function NotificationsScreen({ me }: { me: Me }) {
   const prefs = useQuery({
@@ -88,7 +100,7 @@ function PreferenceList({ data }: { data: Notifications }) {
     setFlipped((f) => ({ ...f, [key]: on }));
     try {
       const next = await patchNotifications({ [key]: on });
-      const now = next.preferences[key] === true;
+      const now = byKey(next.preferences)[key] === true;
       // Only this switch's answer: another switch's change may still be on its way.
       client.setQueryData<Notifications>(keys.notifications, (old) =>
         old ? { ...old, preferences: { ...old.preferences, [key]: now } } : next,
@@ -111,7 +123,7 @@ function PreferenceList({ data }: { data: Notifications }) {
       <ul className="prefs" aria-label="E-mails">
         {keysShown.map((key) => {
           const words = EMAILS[key] ?? { title: fallbackTitle(key), when: "" };
-          const on = flipped[key] ?? data.preferences[key] === true;
+          const on = flipped[key] ?? byKey(data.preferences)[key] === true;
           return (
             <li key={key} className="card pref">
               <label className="switch">
