@@ -5,7 +5,7 @@
  * requests by a counting proxy in front of Azurite's table endpoint, health probes by the report.
  * Target: no ARM request per instance (a constant number of listings) and no table write.
  */
-import { createServer, request, type Server } from "node:http";
+import { Agent, createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
 import { hostVersionOf } from "../../lib/grafana-host/versions.js";
@@ -29,17 +29,20 @@ interface Counted {
 /** An HTTP proxy to Azurite's table endpoint that counts what passes. */
 async function countingProxy(target: URL): Promise<Counted> {
   const count = { reads: 0, writes: 0, byTable: {} as Record<string, number> };
-  const server = createServer((req, res) => {
+  const agent = new Agent({ keepAlive: true });
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     const method = req.method ?? "GET";
     if (method === "GET") count.reads += 1;
     else count.writes += 1;
     const table = /^\/[^/]+\/([A-Za-z0-9]+)/.exec(req.url ?? "")?.[1] ?? "?";
-    count.byTable[table] = (count.byTable[table] ?? 0) + 1;
+    const key = `${method} ${table}`;
+    count.byTable[key] = (count.byTable[key] ?? 0) + 1;
     const upstream = request(
       {
         host: target.hostname,
         port: target.port,
         method,
+        agent,
         path: req.url,
         headers: { ...req.headers, host: target.host },
       },
@@ -49,6 +52,7 @@ async function countingProxy(target: URL): Promise<Counted> {
       },
     );
     upstream.on("error", () => res.destroy());
+    req.on("error", () => upstream.destroy());
     req.pipe(upstream);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -177,6 +181,7 @@ export async function benchReconciler(): Promise<Record<string, string | number>
       `${String(report.healsStarted)} / ${JSON.stringify(report.errors)}`;
   } finally {
     await local.close();
+    proxy.server.closeAllConnections();
     await new Promise<void>((r) => proxy.server.close(() => r()));
     await platform.close();
     await supabase.close();
