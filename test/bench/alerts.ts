@@ -10,11 +10,10 @@
 import { COALESCE_MS } from "../../lib/alerts/apply.js";
 import { decodeAlertingPushScript } from "../../lib/grafana-host/alerting-push.js";
 import { listInstances } from "../../lib/instances/store.js";
-import { startLocalApp } from "../../local/app-host.js";
-import { LOCAL } from "../../local/defaults.js";
 import { startPlatform } from "../../local/platform.js";
 import { connectOrg } from "../helpers/org.js";
 import { fmt, percentile } from "./load.js";
+import { startBenchApp } from "./setup.js";
 
 const INSTANCES = 10;
 const CHANGES_PER_INSTANCE = 5;
@@ -32,16 +31,7 @@ export async function benchAlerts(): Promise<Record<string, string | number>> {
       SMTP_FROM_ADDRESS: "alerts@example.com",
     },
   });
-  const local = await startLocalApp(platform, {
-    port: 0,
-    adminKey: LOCAL.adminKey,
-    functionKey: LOCAL.functionKey,
-    runQueues: true,
-    runTimers: false,
-    log: (level, msg) => {
-      if (level === "error") console.error(`  host: ${msg}`);
-    },
-  });
+  const local = await startBenchApp(platform);
   try {
     const { arm, supabase } = platform;
     if (!arm || !supabase) throw new Error("the simulators did not start");

@@ -15,11 +15,10 @@ import { GATEWAY_PATHS } from "../../lib/gateway/host.js";
 import { isRoutable } from "../../lib/instances/lifecycle.js";
 import { listInstances } from "../../lib/instances/store.js";
 import { LOCAL } from "../../local/defaults.js";
-import { startLocalApp } from "../../local/app-host.js";
 import { startPlatform } from "../../local/platform.js";
-import { startSupabaseSimulator } from "../../local/simulators/supabase.js";
 import { connectOrg } from "../helpers/org.js";
 import { fmt } from "./load.js";
+import { startBenchApp, startBurstSupabase, supabaseEnv } from "./setup.js";
 
 const PROJECTS = 200;
 const ORGS = 10;
@@ -113,33 +112,17 @@ export async function benchProvisioning(
   opts: { serviceBusConnection?: string } = {},
 ): Promise<Record<string, string | number>> {
   const figures: Record<string, string | number> = {};
-  const supabase = await startSupabaseSimulator({
-    clientId: LOCAL.supabaseClientId,
-    clientSecret: LOCAL.supabaseClientSecret,
-    rateLimitPerMinute: 100_000,
-  });
+  const supabase = await startBurstSupabase();
   const platform = await startPlatform({
     sandbox: false,
     deploymentDelayMs: 0,
     ...(opts.serviceBusConnection ? { serviceBusConnection: opts.serviceBusConnection } : {}),
-    env: {
-      SUPABASE_API_URL: supabase.url,
-      SUPABASE_CLIENT_ID: LOCAL.supabaseClientId,
-      SUPABASE_CLIENT_SECRET: LOCAL.supabaseClientSecret,
-    },
+    env: supabaseEnv(supabase),
   });
   const services = platform.services;
   const hostLog: string[] = [];
-  const local = await startLocalApp(platform, {
-    port: 0,
-    adminKey: LOCAL.adminKey,
-    functionKey: LOCAL.functionKey,
-    runQueues: true,
-    runTimers: false,
-    log: (level, msg) => {
-      if (level === "error") console.error(`  host: ${msg}`);
-      if (process.env.BENCH_DEBUG) hostLog.push(`${new Date().toISOString()} ${level} ${msg}`);
-    },
+  const local = await startBenchApp(platform, (level, msg) => {
+    if (process.env.BENCH_DEBUG) hostLog.push(`${new Date().toISOString()} ${level} ${msg}`);
   });
   const host = local.host;
   try {
