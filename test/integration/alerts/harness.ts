@@ -13,7 +13,8 @@ import { definitions as grafanaDefinitions } from "../../../functions/grafana.js
 import { definitions as meDefinitions } from "../../../functions/me.js";
 import { definitions as provisioningDefinitions } from "../../../functions/provisioning.js";
 import { bindUser, startSession, SESSION_COOKIE } from "../../../lib/auth/session.js";
-import type { Bus, OutboundMessage, QueueKey } from "../../../lib/bus.js";
+import type { OutboundMessage, QueueKey } from "../../../lib/bus.js";
+import { recordingBus } from "../../helpers/bus.js";
 import type { FunctionDefinition, QueueDefinition } from "../../../lib/functions.js";
 import type { Services } from "../../../lib/services.js";
 import type { SimMember } from "../../../local/simulators/supabase.js";
@@ -70,20 +71,7 @@ export class QueueDriver {
       }
       this.pending.push(d);
     };
-    const bus: Bus = {
-      send: (queue, messages) => {
-        for (const m of Array.isArray(messages) ? messages : [messages]) push(queue, m, 0);
-        return Promise.resolve();
-      },
-      schedule: (queue, m, at) => {
-        push(queue, m, Math.max(0, at.getTime() - base.clock.now().getTime()));
-        return Promise.resolve();
-      },
-      client: () => Promise.reject(new Error("the driver has no Service Bus client")),
-      ping: () => Promise.resolve(),
-      close: () => Promise.resolve(),
-    };
-    this.services = { ...base, bus };
+    this.services = { ...base, bus: recordingBus(base.clock, push) };
   }
 
   /** Configure messages sent so far. */

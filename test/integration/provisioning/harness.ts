@@ -19,6 +19,7 @@ import { definitions as opsDefinitions } from "../../../functions/ops.js";
 import { definitions as provisioningDefinitions } from "../../../functions/provisioning.js";
 import { definitions as reconcilerDefinitions } from "../../../functions/reconciler.js";
 import type { Bus, OutboundMessage, QueueKey } from "../../../lib/bus.js";
+import { recordingBus } from "../../helpers/bus.js";
 import type { FunctionDefinition } from "../../../lib/functions.js";
 import { handleGatewayMessage } from "../../../lib/gateway/consumer.js";
 import { getInstance } from "../../../lib/instances/store.js";
@@ -110,20 +111,7 @@ export class Driver {
       }
       this.pending.push(d);
     };
-    this.bus = {
-      send: (queue, messages) => {
-        for (const m of Array.isArray(messages) ? messages : [messages]) push(queue, m, 0);
-        return Promise.resolve();
-      },
-      schedule: (queue, m, at) => {
-        // Scheduled by the services' clock, so a test that moves the clock moves the delays.
-        push(queue, m, Math.max(0, at.getTime() - base.clock.now().getTime()));
-        return Promise.resolve();
-      },
-      client: () => Promise.reject(new Error("the driver has no Service Bus client")),
-      ping: () => Promise.resolve(),
-      close: () => Promise.resolve(),
-    };
+    this.bus = recordingBus(base.clock, push);
     const tables = base.tables;
     const crashingInstances = (name: Parameters<Services["tables"]["client"]>[0]) => {
       const real = tables.client(name);
