@@ -12,18 +12,30 @@ export interface GrafanaHostHttp {
 
 const PROBE_TIMEOUT_MS = 5_000;
 
+/**
+ * The status of one request that is sent only for its status (the body is discarded): 0 when it
+ * got no answer (unreachable, refused, timed out).
+ */
+export async function requestStatus(
+  doFetch: typeof fetch,
+  url: string,
+  init: RequestInit & { timeoutMs: number },
+): Promise<number> {
+  const { timeoutMs, ...rest } = init;
+  try {
+    const res = await doFetch(url, {
+      redirect: "manual",
+      ...rest,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await res.body?.cancel();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
 export const grafanaHostsOverHttps: GrafanaHostHttp = {
-  async probe(url) {
-    try {
-      const res = await fetch(url, {
-        redirect: "manual",
-        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-      });
-      await res.body?.cancel();
-      return res.status;
-    } catch {
-      return 0;
-    }
-  },
+  probe: (url) => requestStatus(fetch, url, { timeoutMs: PROBE_TIMEOUT_MS }),
   fetch: (input, init) => fetch(input, init),
 };

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 
+import { requestStatus } from "../grafana-host/http.js";
 import { decryptSecret, encryptSecret } from "../secrets.js";
 import type { Services } from "../services.js";
 
@@ -42,21 +43,17 @@ export async function changeAdminPassword(
   current: string,
   next: string,
 ): Promise<number> {
-  const doFetch = services.ports.grafanaHosts.fetch;
-  try {
-    const res = await doFetch(`${instanceUrl(services, ref)}/api/user/password`, {
+  return requestStatus(
+    services.ports.grafanaHosts.fetch,
+    `${instanceUrl(services, ref)}/api/user/password`,
+    {
       method: "PUT",
       headers: {
         authorization: `Basic ${Buffer.from(`admin:${current}`).toString("base64")}`,
         "content-type": "application/json",
       },
       body: JSON.stringify({ oldPassword: current, newPassword: next, confirmNew: next }),
-      redirect: "manual",
-      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
-    });
-    await res.body?.cancel();
-    return res.status;
-  } catch {
-    return 0;
-  }
+      timeoutMs: ADMIN_TIMEOUT_MS,
+    },
+  );
 }
