@@ -98,13 +98,6 @@ export const hasResources = (i: Pick<Instance, "state"> | undefined): boolean =>
 export const ROUTABLE_STATES: readonly InstanceState[] = ["Configuring", "Verifying", "Running"];
 export const isRoutable = (i: Pick<Instance, "state" | "privateIp">) =>
   i.privateIp !== undefined && ROUTABLE_STATES.includes(i.state);
-/** A provision (first deploy or retry) is under way. */
-export const isProvisioning = (i: Pick<Instance, "state" | "operation">) =>
-  i.operation === "provision" && !isSettled(i.state) && i.state !== "Deleting";
-/** The host is being replaced (upgrade or heal) and the operation is not over. */
-export const isReplacingHost = (i: Pick<Instance, "state" | "operation">) =>
-  (i.operation === "upgrade" || i.operation === "heal") && !isSettled(i.state);
-
 // ----- starting an operation ----------------------------------------------------------------
 
 export type StartDecision =
@@ -231,22 +224,25 @@ export interface Limits {
   random: () => number;
 }
 
-/** Follow-ups run after the transition is saved; each is idempotent. */
-export type FollowUp =
-  /** Re-render the gateway (a route appeared or went). */
-  | "gateway-sync"
-  /** Align the Stripe subscription quantity with the paid instances. */
-  | "billing-sync"
-  /** E-mail the requester that Grafana is ready. */
-  | "notify-ready"
-  /** E-mail the requester that the instance was deleted. */
-  | "notify-deleted"
-  /** E-mail the requester that a replacement of the host (upgrade or heal) failed. */
-  | "notify-failed"
-  /** Push the desired alerting configuration if the host does not run it yet. */
-  | "configure"
-  /** Let a rollout of a new host version start its next instances. */
-  | "rollout";
+/**
+ * Follow-ups run after the transition is saved; each is idempotent:
+ * - `gateway-sync`: re-render the gateway (a route appeared or went);
+ * - `billing-sync`: align the Stripe subscription quantity with the paid instances;
+ * - `notify-ready` / `notify-deleted`: e-mail the requester that Grafana is ready / was deleted;
+ * - `notify-failed`: e-mail the requester that a replacement of the host (upgrade, heal) failed;
+ * - `configure`: make sure the host serves the desired alerting configuration;
+ * - `rollout`: let a rollout of a new host version start its next instances.
+ */
+export const FOLLOW_UPS = [
+  "gateway-sync",
+  "billing-sync",
+  "notify-ready",
+  "notify-deleted",
+  "notify-failed",
+  "configure",
+  "rollout",
+] as const;
+export type FollowUp = (typeof FOLLOW_UPS)[number];
 
 export type Outcome = "advanced" | "waiting" | "retrying" | "completed" | "failed";
 

@@ -19,7 +19,7 @@ import {
   claimRef,
   recordTrialStart,
 } from "../instances/project-refs.js";
-import { createInstance, getInstance, saveInstance, trySaveInstance } from "../instances/store.js";
+import { getInstance, saveInstance, trySaveInstance } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { isConflict, retryOnConflict } from "../storage/tables.js";
 import { isProjectUp, supabaseFor } from "../supabase/client.js";
@@ -32,7 +32,6 @@ import {
   generatePassword,
 } from "./grafana-admin.js";
 import { currentMessage, dispatchProvisioning } from "./messages.js";
-import { runPendingFollowUps } from "./follow-ups.js";
 
 /** An operation whose message is this late is re-driven (the message was lost). */
 export const STUCK_AFTER_MS = 3 * 60_000;
@@ -91,25 +90,13 @@ async function begin(
     now,
     afterFailure: opts.afterFailure,
   });
-  let saved: Instance;
-  if (existing) {
-    saved = await applyTransition(services, ctx, existing, {
-      patch: { ...opts.patch, ...patch },
-      dispatchAt: now,
-      followUps,
-    });
-  } else {
-    if (!opts.fresh) throw new Error("a new instance row needs its fields");
-    saved = await createInstance(services, {
-      ...opts.fresh,
-      ...opts.patch,
-      ...patch,
-      pendingFollowUps: followUps.length ? followUps.join(",") : undefined,
-      etag: undefined,
-    });
-    await dispatchProvisioning(services, currentMessage(saved));
-    if (saved.pendingFollowUps) saved = (await runPendingFollowUps(services, ctx, saved)) ?? saved;
-  }
+  const before = existing ?? opts.fresh;
+  if (!before) throw new Error("a new instance row needs its fields");
+  const saved = await applyTransition(services, ctx, before, {
+    patch: { ...opts.patch, ...patch },
+    dispatchAt: now,
+    followUps,
+  });
   logEvent(ctx, "info", `${operation} requested`, {
     event: "provisioning.step",
     operationId: saved.operationId,

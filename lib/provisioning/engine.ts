@@ -25,7 +25,7 @@ import {
   type Transition,
 } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
-import { getInstance, saveInstance } from "../instances/store.js";
+import { createInstance, getInstance, saveInstance } from "../instances/store.js";
 import type { Services } from "../services.js";
 import { isConflict } from "../storage/tables.js";
 import { deadLetterInfo } from "../dead-letters.js";
@@ -209,10 +209,15 @@ function makeEnv(services: Services, ctx: InvocationContext, instance: Instance)
   return env;
 }
 
-/** Saves the row etag-conditionally; a lost race on the row itself is a RowMovedError. */
+/**
+ * Saves the row etag-conditionally, or creates it when it was never saved (no etag); a lost race
+ * on the row itself (412, or 409 on create) is a RowMovedError.
+ */
 async function saveOrMoved(services: Services, instance: Instance): Promise<Instance> {
   try {
-    return await saveInstance(services, instance);
+    return instance.etag
+      ? await saveInstance(services, instance)
+      : await createInstance(services, instance);
   } catch (err) {
     // Only a lost race on the row itself; a 409/412 from Azure is an Azure failure.
     if (isConflict(err)) throw new RowMovedError();
@@ -221,8 +226,9 @@ async function saveOrMoved(services: Services, instance: Instance): Promise<Inst
 }
 
 /**
- * Applies a transition: saves its patch with its follow-ups marked pending, sends the message of
- * the next position, then runs the follow-ups (which clears them).
+ * Applies a transition: saves its patch with its follow-ups marked pending (creating the row when
+ * `before` was never saved), sends the message of the next position, then runs the follow-ups
+ * (which clears them).
  */
 export async function applyTransition(
   services: Services,

@@ -10,7 +10,7 @@ import type { InvocationContext } from "@azure/functions";
 
 import { syncSubscriptionQuantity } from "../billing/subscription.js";
 import { requestGatewaySync } from "../gateway/consumer.js";
-import type { FollowUp } from "../instances/lifecycle.js";
+import { FOLLOW_UPS, type FollowUp } from "../instances/lifecycle.js";
 import type { Instance } from "../instances/model.js";
 import { trySaveInstance } from "../instances/store.js";
 import { confirmBootedAlerting } from "../alerts/apply.js";
@@ -20,16 +20,6 @@ import type { Services } from "../services.js";
 import { logEvent } from "../telemetry.js";
 import { instanceUrl } from "./grafana-admin.js";
 import { kickRollout } from "./rollout.js";
-
-const FOLLOW_UPS: readonly FollowUp[] = [
-  "gateway-sync",
-  "billing-sync",
-  "notify-ready",
-  "notify-deleted",
-  "notify-failed",
-  "configure",
-  "rollout",
-];
 
 export function parseFollowUps(value: string | undefined): FollowUp[] {
   if (!value) return [];

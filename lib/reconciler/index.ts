@@ -177,19 +177,12 @@ export async function runReconciler(
       error: short(err),
     });
   };
+  /** A part, or one instance, resource or record of a part: it fails alone, reported. */
   const part = async (name: string, fn: () => Promise<void>) => {
     try {
       await fn();
     } catch (err) {
       fail(name, err);
-    }
-  };
-  /** One instance of a part: fails alone. */
-  const each = async (what: string, fn: () => Promise<void>) => {
-    try {
-      await fn();
-    } catch (err) {
-      fail(what, err);
     }
   };
 
@@ -214,7 +207,7 @@ export async function runReconciler(
       if (i.plan !== "trial" || !i.trialEndsAt) continue;
       if (i.state === "Deleting" || i.state === "Deleted") continue;
       const left = i.trialEndsAt.getTime() - now.getTime();
-      await each(`trial ${i.ref}`, async () => {
+      await part(`trial ${i.ref}`, async () => {
         if (left <= 0) {
           await requestDeprovision(
             services,
@@ -232,7 +225,7 @@ export async function runReconciler(
   await part("lapsed", async () => {
     for (const lapsed of await findLapsedOrgs(services, now)) {
       for (const ref of lapsed.paidRefs) {
-        await each(`lapsed ${ref}`, async () => {
+        await part(`lapsed ${ref}`, async () => {
           await requestDeprovision(
             services,
             { org: lapsed.org, ref, reason: "payment_lapsed" },
@@ -247,7 +240,7 @@ export async function runReconciler(
   await part("stuck", async () => {
     for (const i of instances) {
       if (isSettled(i.state) || !isStuck(i, now)) continue;
-      await each(`stuck ${i.ref}`, async () => {
+      await part(`stuck ${i.ref}`, async () => {
         // Re-read: the trial and lapse parts may have started a new operation.
         const current = await getInstance(services, i.org, i.ref);
         if (!current || isSettled(current.state) || !isStuck(current, now)) return;
@@ -272,7 +265,7 @@ export async function runReconciler(
   await part("follow-ups", async () => {
     for (const i of instances) {
       if (!i.pendingFollowUps || !isSettled(i.state)) continue;
-      await each(`follow-ups ${i.ref}`, async () => {
+      await part(`follow-ups ${i.ref}`, async () => {
         if (await runPendingFollowUps(services, ctx, i)) report.followUpsRun += 1;
       });
     }
@@ -282,7 +275,7 @@ export async function runReconciler(
     const withVm = tagged ? new Set(tagged.filter(isVm).map((r) => r.ref)) : undefined;
     const running = instances.filter((i) => i.state === "Running" && !i.pendingFollowUps);
     await forEachLimited(running, PROBE_CONCURRENCY, async (i) => {
-      await each(`health ${i.ref}`, async () => {
+      await part(`health ${i.ref}`, async () => {
         // Judged by the listing only when the row did not change after it was taken.
         const vmMissing =
           withVm !== undefined && !withVm.has(i.ref) && i.updatedAt.getTime() < listedAt.getTime();
@@ -323,7 +316,7 @@ export async function runReconciler(
       if (i.state !== "Running") continue;
       if (i.lastSnapshotAt && now.getTime() - i.lastSnapshotAt.getTime() < SNAPSHOT_EVERY_MS)
         continue;
-      await each(`snapshot ${i.ref}`, async () => {
+      await part(`snapshot ${i.ref}`, async () => {
         await createSnapshot(services, {
           ref: i.ref,
           org: i.org,
@@ -335,7 +328,7 @@ export async function runReconciler(
       });
     }
     for (const s of snapshotsToDelete(snapshots, now, services.config.SNAPSHOT_RETENTION_DAYS)) {
-      await each(`snapshot ${s.name}`, async () => {
+      await part(`snapshot ${s.name}`, async () => {
         await startDelete(services, {
           id: s.id,
           name: s.name,
@@ -367,7 +360,7 @@ export async function runReconciler(
       if (!wanted.has(r.ref)) byRef.set(r.ref, [...(byRef.get(r.ref) ?? []), r]);
     report.orphanRefs = byRef.size;
     for (const [ref, resources] of byRef) {
-      await each(`orphan ${ref}`, async () => {
+      await part(`orphan ${ref}`, async () => {
         if (await wantsResources(services, ref)) return;
         const removal = await removeAllResources(services, ref, resources);
         report.orphanDeletesStarted += removal.deletesStarted;
@@ -384,7 +377,7 @@ export async function runReconciler(
     for (const record of await listOurDnsRecords(services)) {
       const ref = record.ref ?? record.name;
       if (wanted.has(ref)) continue;
-      await each(`orphan dns ${record.name}`, async () => {
+      await part(`orphan dns ${record.name}`, async () => {
         if (await wantsResources(services, ref)) return;
         await deleteDnsRecord(services, record.name);
         report.orphanDnsRecordsDeleted += 1;
