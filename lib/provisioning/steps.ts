@@ -182,7 +182,7 @@ export async function removeAllResources(
 
 function removalResult(removal: Removal): StepResult {
   if (removal.done) return { kind: "done" };
-  if (removal.errors.length > 0) return transient(`Could not delete ${removal.why}`);
+  if (removal.errors.length > 0) return transient(`Could not delete ${removal.errors.join("; ")}`);
   return { kind: "wait", why: removal.why };
 }
 
