@@ -13,12 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import {
   capture,
-  launchChromium,
   openSession,
-  startWebHost,
   tabTo,
   type Session,
   type WebHost,
+  startWebAndBrowser,
 } from "./harness.js";
 
 const PROD = "qzdemoprodapiabcdefg";
@@ -103,18 +102,12 @@ const sidewaysOverflow = (page: Page): Promise<number> =>
 describe("web app: alerts, recipients and e-mail preferences in Chromium", () => {
   let web: WebHost;
   let browser: Browser;
-  /** What beforeAll started, closed in reverse order (also when a later start failed). */
-  const started: Array<() => Promise<unknown>> = [];
+  let close = () => Promise.resolve();
 
   beforeAll(async () => {
-    web = await startWebHost();
-    started.push(() => web.close());
-    browser = await launchChromium(web);
-    started.push(() => browser.close());
+    ({ web, browser, close } = await startWebAndBrowser());
   });
-  afterAll(async () => {
-    for (const close of started.reverse()) await close();
-  });
+  afterAll(() => close());
 
   /**
    * One signed-in browser session per member for the whole file, with the API writes it makes:

@@ -15,7 +15,7 @@ import {
   startSupabaseSimulator,
   type SupabaseSimulator,
 } from "../../local/simulators/supabase.js";
-import { capture, launchChromium, openSession, startWebHost, type WebHost } from "./harness.js";
+import { capture, openSession, type WebHost, startWebAndBrowser } from "./harness.js";
 
 describe("web app: error paths in Chromium", () => {
   let web: WebHost;
@@ -33,16 +33,15 @@ describe("web app: error paths in Chromium", () => {
       autoApprove: false,
     });
     started.push(() => supabase.close());
-    web = await startWebHost({
+    const host = await startWebAndBrowser({
       env: {
         SUPABASE_API_URL: supabase.url,
         SUPABASE_CLIENT_ID: LOCAL.supabaseClientId,
         SUPABASE_CLIENT_SECRET: LOCAL.supabaseClientSecret,
       },
     });
-    started.push(() => web.close());
-    browser = await launchChromium(web);
-    started.push(() => browser.close());
+    ({ web, browser } = host);
+    started.push(() => host.close());
   });
   afterAll(async () => {
     for (const close of started.reverse()) await close();

@@ -11,28 +11,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   seriousViolations,
   capture,
-  launchChromium,
   openSession,
-  startWebHost,
   tabTo,
   type WebHost,
+  startWebAndBrowser,
 } from "./harness.js";
 
 describe("web app: the sandbox flow in Chromium", () => {
   let web: WebHost;
   let browser: Browser;
-  /** What beforeAll started, closed in reverse order (also when a later start failed). */
-  const started: Array<() => Promise<unknown>> = [];
+  let close = () => Promise.resolve();
 
   beforeAll(async () => {
-    web = await startWebHost();
-    started.push(() => web.close());
-    browser = await launchChromium(web);
-    started.push(() => browser.close());
+    ({ web, browser, close } = await startWebAndBrowser());
   });
-  afterAll(async () => {
-    for (const close of started.reverse()) await close();
-  });
+  afterAll(() => close());
 
   it("when a person connects, identifies, provisions, opens Grafana signed in, pays, deletes and signs out, then every screen shows it", async () => {
     const { page, context, cspViolations } = await openSession(browser, web);

@@ -131,6 +131,31 @@ export function launchChromium(web: WebHost): Promise<Browser> {
   ]);
 }
 
+/**
+ * A web host and Chromium for one describe block, and one `close` for both (also when Chromium
+ * failed to start after the host did).
+ */
+export async function startWebAndBrowser(
+  opts: PlatformOptions = {},
+): Promise<{ web: WebHost; browser: Browser; close: () => Promise<void> }> {
+  const web = await startWebHost(opts);
+  let browser: Browser;
+  try {
+    browser = await launchChromium(web);
+  } catch (err) {
+    await web.close();
+    throw err;
+  }
+  return {
+    web,
+    browser,
+    close: async () => {
+      await browser.close();
+      await web.close();
+    },
+  };
+}
+
 export interface Session {
   context: BrowserContext;
   page: Page;
